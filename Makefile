@@ -1,0 +1,38 @@
+# groot-jax: `make demo` and `make test` build .venv from nothing (torch first, as the CPU wheel).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+REF := .venv-ref
+PYTEST_ARGS ?=
+
+.PHONY: demo test parity slow lint clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+# The PyTorch reference (lerobot 0.5.1's GR00T N1.5) lives in its own environment.
+$(REF)/.installed: tests/reference/install.sh
+	bash tests/reference/install.sh $(REF)
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/groot-jax demo
+
+test: $(VENV)/.installed $(REF)/.installed
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+parity: $(VENV)/.installed $(REF)/.installed
+	$(PY) -m pytest -m parity $(PYTEST_ARGS)
+
+slow: $(VENV)/.installed $(REF)/.installed
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check groot_jax tests
+
+clean-venv:
+	rm -rf $(VENV) $(REF)

@@ -1,0 +1,297 @@
+"""Model configuration: frozen dataclasses and named presets.
+
+Every size comes from here, so `GR00TConfig.tiny()` is tiny all the way down. Numbers for the
+released models follow ../shared/spec/groot_n15.md (section numbers cited inline).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Literal
+
+
+def _positive(owner: str, **fields: int) -> None:
+    for name, value in fields.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{owner}.{name} must be a positive int, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SiglipConfig:
+    """SigLIP vision tower (HF `SiglipVisionModel`), spec 2.2 / 3.6."""
+
+    hidden_size: int = 1152
+    intermediate_size: int = 4304
+    num_layers: int = 27
+    num_heads: int = 16
+    image_size: int = 224
+    patch_size: int = 14
+    num_channels: int = 3
+    layer_norm_eps: float = 1e-6
+    # N1.5 keeps the (unused) attention-pooling head in its checkpoint; N1 replaced it by Identity.
+    has_pooling_head: bool = True
+
+    def __post_init__(self):
+        _positive("SiglipConfig", hidden_size=self.hidden_size, num_layers=self.num_layers,
+                  num_heads=self.num_heads, image_size=self.image_size, patch_size=self.patch_size)
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"SiglipConfig.hidden_size={self.hidden_size} is not divisible by "
+                             f"num_heads={self.num_heads}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"SiglipConfig.image_size={self.image_size} is not a multiple of "
+                             f"patch_size={self.patch_size}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size**2
+
+
+@dataclasses.dataclass(frozen=True)
+class LlmConfig:
+    """Decoder LLM truncated to its first `num_layers` layers (GR00T's `select_layer`).
+
+    `variant="qwen3"` adds per-head q/k RMSNorm before RoPE (N1.5); `"llama"` is SmolLM2 (N1).
+    """
+
+    variant: Literal["qwen3", "llama"] = "qwen3"
+    vocab_size: int = 151680
+    hidden_size: int = 2048
+    intermediate_size: int = 6144
+    num_layers: int = 12
+    num_heads: int = 16
+    num_kv_heads: int = 8
+    head_dim: int = 128
+    rope_theta: float = 1_000_000.0
+    rms_norm_eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.variant not in ("qwen3", "llama"):
+            raise ValueError(f"LlmConfig.variant must be 'qwen3' or 'llama', got {self.variant!r}")
+        _positive("LlmConfig", vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                  num_layers=self.num_layers, num_heads=self.num_heads,
+                  num_kv_heads=self.num_kv_heads, head_dim=self.head_dim)
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"LlmConfig.num_heads={self.num_heads} is not a multiple of "
+                             f"num_kv_heads={self.num_kv_heads}")
+
+    @property
+    def qk_norm(self) -> bool:
+        return self.variant == "qwen3"
+
+
+@dataclasses.dataclass(frozen=True)
+class EagleConfig:
+    """Eagle VLM backbone: vision tower -> connector (`mlp1`) -> LLM (spec 3, 11)."""
+
+    vision: SiglipConfig = SiglipConfig()
+    llm: LlmConfig = LlmConfig()
+    image_token_index: int = 151669
+    # N1: pixel shuffle (ratio 0.5) and LayerNorm-MLP connector; N1.5: neither, Linear connector.
+    use_pixel_shuffle: bool = False
+    downsample_ratio: float = 0.5
+    # N1 projects backbone features to the action head width (`backbone.linear`); N1.5 does not.
+    project_to_dim: int | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.image_token_index < self.llm.vocab_size:
+            raise ValueError(f"EagleConfig.image_token_index={self.image_token_index} is outside "
+                             f"the vocabulary (size {self.llm.vocab_size})")
+        if self.use_pixel_shuffle:
+            scale = round(1 / self.downsample_ratio)
+            if abs(scale * self.downsample_ratio - 1) > 1e-9 or self.vision.grid_size % scale:
+                raise ValueError(f"EagleConfig.downsample_ratio={self.downsample_ratio} must be 1/k "
+                                 f"with k dividing the {self.vision.grid_size}-patch grid")
+
+    @property
+    def shuffle_factor(self) -> int:
+        return round(1 / self.downsample_ratio) if self.use_pixel_shuffle else 1
+
+    @property
+    def tokens_per_image(self) -> int:
+        return self.vision.num_patches // self.shuffle_factor**2
+
+    @property
+    def connector_in_dim(self) -> int:
+        return self.vision.hidden_size * self.shuffle_factor**2
+
+    @property
+    def feature_dim(self) -> int:
+        return self.project_to_dim or self.llm.hidden_size
+
+
+@dataclasses.dataclass(frozen=True)
+class DiTConfig:
+    """Cross-attention DiT of the action head (spec 4.5)."""
+
+    num_layers: int = 16
+    num_heads: int = 32
+    head_dim: int = 48
+    output_dim: int = 1024
+    # Width of the VL tokens the even blocks attend to; None means the DiT width (N1).
+    cross_attention_dim: int | None = 2048
+    interleave_self_attention: bool = True
+    dropout: float = 0.2
+    norm_eps: float = 1e-5
+    final_norm_eps: float = 1e-6
+    timestep_channels: int = 256
+
+    def __post_init__(self):
+        _positive("DiTConfig", num_layers=self.num_layers, num_heads=self.num_heads,
+                  head_dim=self.head_dim, output_dim=self.output_dim)
+        if self.interleave_self_attention and self.num_layers % 2:
+            raise ValueError(f"DiTConfig.num_layers={self.num_layers} must be even when cross "
+                             "and self attention blocks interleave")
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+
+@dataclasses.dataclass(frozen=True)
+class VLSelfAttentionConfig:
+    """The 4-block transformer over VL tokens after `vlln` (spec 4.4)."""
+
+    num_layers: int = 4
+    num_heads: int = 32
+    head_dim: int = 64
+    dropout: float = 0.2
+    norm_eps: float = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionHeadConfig:
+    """Flow-matching action head (spec 4, 5, 6)."""
+
+    action_dim: int = 32          # max_action_dim: actions are zero-padded to this
+    action_horizon: int = 16
+    max_state_dim: int = 64
+    hidden_size: int = 1024
+    input_embedding_dim: int = 1536
+    backbone_embedding_dim: int = 2048
+    max_num_embodiments: int = 32
+    num_future_tokens: int = 32   # num_target_vision_tokens; 0 for N1
+    max_seq_len: int = 1024
+    add_pos_embed: bool = True
+    use_vlln: bool = True         # vlln + vl_self_attention; False for N1
+    dit: DiTConfig = DiTConfig()
+    vl_self_attention: VLSelfAttentionConfig = VLSelfAttentionConfig()
+    noise_beta_alpha: float = 1.5
+    noise_beta_beta: float = 1.0
+    noise_s: float = 0.999
+    num_timestep_buckets: int = 1000
+    num_inference_timesteps: int = 4
+
+    def __post_init__(self):
+        _positive("ActionHeadConfig", action_dim=self.action_dim,
+                  action_horizon=self.action_horizon, max_state_dim=self.max_state_dim,
+                  hidden_size=self.hidden_size, input_embedding_dim=self.input_embedding_dim,
+                  max_num_embodiments=self.max_num_embodiments)
+        if self.dit.inner_dim != self.input_embedding_dim:
+            raise ValueError(f"DiT width {self.dit.inner_dim} (num_heads*head_dim) must equal "
+                             f"ActionHeadConfig.input_embedding_dim={self.input_embedding_dim}")
+        if self.dit.output_dim != self.hidden_size:
+            raise ValueError(f"DiTConfig.output_dim={self.dit.output_dim} must equal "
+                             f"ActionHeadConfig.hidden_size={self.hidden_size}")
+        vl = self.vl_self_attention
+        if self.use_vlln and vl.num_heads * vl.head_dim != self.backbone_embedding_dim:
+            raise ValueError(f"VL self-attention width {vl.num_heads * vl.head_dim} must equal "
+                             f"backbone_embedding_dim={self.backbone_embedding_dim}")
+        kv_dim = self.dit.cross_attention_dim or self.dit.inner_dim
+        if kv_dim != self.backbone_embedding_dim:
+            raise ValueError(f"DiT cross_attention_dim={kv_dim} must equal "
+                             f"backbone_embedding_dim={self.backbone_embedding_dim}")
+        needed = self.action_horizon
+        if self.add_pos_embed and needed > self.max_seq_len:
+            raise ValueError(f"action_horizon={needed} exceeds max_seq_len={self.max_seq_len}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GR00TConfig:
+    """The whole policy: Eagle backbone + flow-matching action head."""
+
+    name: str = "n1_5_3b"
+    model_type: Literal["gr00t_n1_5", "gr00t_n1"] = "gr00t_n1_5"
+    backbone: EagleConfig = EagleConfig()
+    action_head: ActionHeadConfig = ActionHeadConfig()
+
+    def __post_init__(self):
+        if self.backbone.feature_dim != self.action_head.backbone_embedding_dim:
+            raise ValueError(f"backbone feature width {self.backbone.feature_dim} must equal "
+                             f"action_head.backbone_embedding_dim="
+                             f"{self.action_head.backbone_embedding_dim}")
+
+    # ---- presets -------------------------------------------------------------------------
+    @classmethod
+    def n1_5_3b(cls, **overrides) -> GR00TConfig:
+        """GR00T-N1.5-3B as released (spec 2.1, 2.2)."""
+        return dataclasses.replace(cls(), **overrides)
+
+    @classmethod
+    def n1_2b(cls, **overrides) -> GR00TConfig:
+        """GR00T-N1-2B (spec 11): SmolLM2 (Llama) cut at layer 12, pixel shuffle, LN-MLP mlp1,
+        backbone projected to 1536, no vlln/VL self-attention, no future tokens, DiT K/V 1536-d."""
+        backbone = EagleConfig(
+            vision=SiglipConfig(has_pooling_head=False),
+            llm=LlmConfig(variant="llama", vocab_size=49164, hidden_size=2048,
+                          intermediate_size=8192, num_layers=12, num_heads=32, num_kv_heads=32,
+                          head_dim=64, rope_theta=130000.0, rms_norm_eps=1e-5),
+            image_token_index=49163, use_pixel_shuffle=True, project_to_dim=1536)
+        head = ActionHeadConfig(backbone_embedding_dim=1536, num_future_tokens=0, use_vlln=False,
+                                dit=DiTConfig(cross_attention_dim=None))
+        return dataclasses.replace(cls(name="n1_2b", model_type="gr00t_n1", backbone=backbone,
+                                       action_head=head), **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> GR00TConfig:
+        """A narrow N1.5-shaped model that compiles in seconds on CPU. Real token layout:
+        224x224 images give 256 image tokens; the vocabulary keeps <IMG_CONTEXT> = 151669."""
+        backbone = EagleConfig(
+            vision=SiglipConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2),
+            llm=LlmConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                          num_kv_heads=2, head_dim=16))
+        head = ActionHeadConfig(
+            hidden_size=32, input_embedding_dim=32, backbone_embedding_dim=64,
+            dit=DiTConfig(num_layers=2, num_heads=2, head_dim=16, output_dim=32,
+                          cross_attention_dim=64),
+            vl_self_attention=VLSelfAttentionConfig(num_layers=1, num_heads=2, head_dim=32))
+        return dataclasses.replace(cls(name="tiny", backbone=backbone, action_head=head),
+                                   **overrides)
+
+    @classmethod
+    def tiny_n1(cls, **overrides) -> GR00TConfig:
+        """N1-shaped tiny model (Llama, pixel shuffle, LN-MLP connector, projection)."""
+        backbone = EagleConfig(
+            vision=SiglipConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+                                has_pooling_head=False),
+            llm=LlmConfig(variant="llama", vocab_size=1024, hidden_size=64, intermediate_size=128,
+                          num_layers=2, num_heads=4, num_kv_heads=4, head_dim=16,
+                          rope_theta=130000.0, rms_norm_eps=1e-5),
+            image_token_index=1000, use_pixel_shuffle=True, project_to_dim=32)
+        head = ActionHeadConfig(
+            hidden_size=32, input_embedding_dim=32, backbone_embedding_dim=32,
+            num_future_tokens=0, use_vlln=False,
+            dit=DiTConfig(num_layers=2, num_heads=2, head_dim=16, output_dim=32,
+                          cross_attention_dim=None))
+        return dataclasses.replace(cls(name="tiny_n1", model_type="gr00t_n1", backbone=backbone,
+                                       action_head=head), **overrides)
+
+
+PRESETS = {"n1_5_3b": GR00TConfig.n1_5_3b, "n1_2b": GR00TConfig.n1_2b,
+           "tiny": GR00TConfig.tiny, "tiny_n1": GR00TConfig.tiny_n1}
+
+
+def preset(name: str, **overrides) -> GR00TConfig:
+    """A named preset; an unknown name suggests the nearest one."""
+    if name not in PRESETS:
+        near = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise KeyError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}.{hint}")
+    return PRESETS[name](**overrides)

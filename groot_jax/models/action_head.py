@@ -1,0 +1,155 @@
+"""Flow-matching action head (lerobot 0.5.1 / Isaac-GR00T `flow_matching_action_head.py`).
+
+Flow time follows GR00T: t = 0 is pure noise, t = 1 is data (the opposite of openpi).
+  vl  = vl_self_attention(vlln(backbone_features))                  (N1.5; identity for N1)
+  sa  = [state_encoder(state) | future_tokens | action_encoder(x_t, bucket) + pos]   [B, 1+F+H, E]
+  v   = action_decoder(DiT(sa, vl, bucket))[:, -H:]
+Per-embodiment layers hold one weight matrix per embodiment id ([K, in, out], spec 4.1).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float, Int
+
+from groot_jax.config import ActionHeadConfig
+from groot_jax.models.dit import DiT, SelfAttentionTransformer
+from groot_jax.models.layers import LayerNorm, param
+
+category_init = nnx.initializers.normal(0.02)
+
+
+class CategorySpecificLinear(nnx.Module):
+    """y = x @ W[id] + b[id], W stored [K, in, out] exactly as in the torch checkpoint."""
+
+    def __init__(self, num_categories: int, in_dim: int, out_dim: int, *, rngs: nnx.Rngs):
+        self.W = param(rngs, category_init, (num_categories, in_dim, out_dim),
+                       ("embodiment", None, None))
+        self.b = param(rngs, nnx.initializers.zeros, (num_categories, out_dim), ("embodiment", None))
+
+    def __call__(self, x: Float[Array, "b t i"], ids: Int[Array, "b"]) -> Float[Array, "b t o"]:
+        w = jnp.take(self.W[...], ids, axis=0).astype(x.dtype)
+        b = jnp.take(self.b[...], ids, axis=0).astype(x.dtype)
+        return jnp.einsum("bti,bio->bto", x, w) + b[:, None]
+
+
+class CategorySpecificMLP(nnx.Module):
+    def __init__(self, num_categories: int, in_dim: int, hidden: int, out_dim: int, *,
+                 rngs: nnx.Rngs):
+        self.layer1 = CategorySpecificLinear(num_categories, in_dim, hidden, rngs=rngs)
+        self.layer2 = CategorySpecificLinear(num_categories, hidden, out_dim, rngs=rngs)
+
+    def __call__(self, x, ids):
+        return self.layer2(jax.nn.relu(self.layer1(x, ids)), ids)
+
+
+def action_sinusoid(buckets: Float[Array, "b t"], dim: int) -> Float[Array, "b t d"]:
+    """The action encoder's encoding: sin first, frequencies exp(-j * ln(1e4) / half)."""
+    half = dim // 2
+    freqs = jnp.exp(-jnp.arange(half, dtype=jnp.float32) * (jnp.log(10000.0) / half))
+    args = buckets.astype(jnp.float32)[..., None] * freqs
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+class MultiEmbodimentActionEncoder(nnx.Module):
+    def __init__(self, action_dim: int, width: int, num_embodiments: int, *, rngs: nnx.Rngs):
+        self.width = width
+        self.W1 = CategorySpecificLinear(num_embodiments, action_dim, width, rngs=rngs)
+        self.W2 = CategorySpecificLinear(num_embodiments, 2 * width, width, rngs=rngs)
+        self.W3 = CategorySpecificLinear(num_embodiments, width, width, rngs=rngs)
+
+    def __call__(self, actions: Float[Array, "b h a"], buckets: Int[Array, "b"], ids):
+        a_emb = self.W1(actions, ids)
+        tau = jnp.broadcast_to(buckets[:, None], actions.shape[:2])
+        tau_emb = action_sinusoid(tau, self.width).astype(a_emb.dtype)
+        x = self.W2(jnp.concatenate([a_emb, tau_emb], axis=-1), ids)
+        return self.W3(jax.nn.swish(x), ids)
+
+
+class FlowMatchingActionHead(nnx.Module):
+    def __init__(self, cfg: ActionHeadConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        e, k = cfg.input_embedding_dim, cfg.max_num_embodiments
+        self.model = DiT(cfg.dit, rngs=rngs)
+        self.state_encoder = CategorySpecificMLP(k, cfg.max_state_dim, cfg.hidden_size, e, rngs=rngs)
+        self.action_encoder = MultiEmbodimentActionEncoder(cfg.action_dim, e, k, rngs=rngs)
+        self.action_decoder = CategorySpecificMLP(k, cfg.hidden_size, cfg.hidden_size,
+                                                  cfg.action_dim, rngs=rngs)
+        self.future_tokens = (param(rngs, nnx.initializers.normal(0.02),
+                                    (cfg.num_future_tokens, e), (None, "embed"))
+                              if cfg.num_future_tokens else None)
+        if cfg.use_vlln:
+            self.vlln = LayerNorm(cfg.backbone_embedding_dim, eps=1e-5, rngs=rngs)
+            self.vl_self_attention = SelfAttentionTransformer(cfg.vl_self_attention, rngs=rngs)
+        else:
+            self.vlln = self.vl_self_attention = None
+        self.position_embedding = (param(rngs, nnx.initializers.normal(0.02),
+                                         (cfg.max_seq_len, e), (None, "embed"))
+                                   if cfg.add_pos_embed else None)
+
+    def process_backbone_output(self, features: Float[Array, "b l d"], rng=None):
+        if self.vlln is None:
+            return features
+        return self.vl_self_attention(self.vlln(features), rng)
+
+    def velocity(self, state_features, x_t, buckets, ids, *, vl=None, cross_kv=None, rng=None):
+        """Predicted velocity [B, H, A] for noisy actions x_t at integer `buckets` [B]."""
+        b = x_t.shape[0]
+        action_features = self.action_encoder(x_t, buckets, ids)
+        if self.position_embedding is not None:
+            action_features = action_features + self.position_embedding[:x_t.shape[1]].astype(
+                action_features.dtype)[None]
+        parts = [state_features]
+        if self.future_tokens is not None:
+            ft = self.future_tokens[...].astype(action_features.dtype)
+            parts.append(jnp.broadcast_to(ft[None], (b, *ft.shape)))
+        parts.append(action_features)
+        out = self.model(jnp.concatenate(parts, axis=1), buckets, vl=vl, cross_kv=cross_kv, rng=rng)
+        return self.action_decoder(out, ids)[:, -x_t.shape[1]:]
+
+    def sample_time(self, rng, batch: int) -> Float[Array, "b"]:
+        """t = (noise_s - s) / noise_s with s ~ Beta(alpha, beta): mass near t = 0 (noisy)."""
+        cfg = self.cfg
+        s = jax.random.beta(rng, cfg.noise_beta_alpha, cfg.noise_beta_beta, (batch,))
+        return (cfg.noise_s - s) / cfg.noise_s
+
+    def flow_matching_loss(self, features, state, actions, action_mask, ids, *, noise, t,
+                           rng=None, return_velocity: bool = False):
+        """Masked MSE between predicted and target velocity (spec 5), for given noise and t.
+
+        features [B, L, D]; state [B, 1, S]; actions, action_mask, noise [B, H, A]; t [B]."""
+        r_vl, r_dit = (None, None) if rng is None else jax.random.split(rng)
+        vl = self.process_backbone_output(features, r_vl)
+        state_features = self.state_encoder(state, ids)
+        t3 = t[:, None, None].astype(actions.dtype)
+        x_t = (1 - t3) * noise + t3 * actions
+        target = actions - noise
+        # Truncation toward zero, as torch's .long() does.
+        buckets = (t * self.cfg.num_timestep_buckets).astype(jnp.int32)
+        pred = self.velocity(state_features, x_t, buckets, ids, vl=vl, rng=r_dit)
+        mask = action_mask.astype(pred.dtype)
+        sq = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)) * mask
+        loss = sq.sum() / mask.sum()
+        return (loss, pred) if return_velocity else loss
+
+    def sample(self, features, state, ids, noise, *, num_steps: int | None = None,
+               cache_cross_kv: bool = True):
+        """Euler integration from `noise` [B, H, A] over `num_steps` (default 4) steps with
+        buckets int(k / N * 1000). The VL tokens' K/V are projected once when cache_cross_kv."""
+        n = num_steps or self.cfg.num_inference_timesteps
+        vl = self.process_backbone_output(features)
+        state_features = self.state_encoder(state, ids)
+        kv = self.model.cross_kv(vl) if cache_cross_kv else None
+        dt = 1.0 / n
+        # Buckets exactly as the original computes them in Python floats: int(k / N * 1000).
+        buckets = jnp.asarray([int(k / float(n) * self.cfg.num_timestep_buckets)
+                               for k in range(n)], dtype=jnp.int32)
+
+        def euler_step(x, bucket):
+            v = self.velocity(state_features, x, jnp.full((x.shape[0],), bucket), ids,
+                              vl=None if cache_cross_kv else vl, cross_kv=kv)
+            return x + dt * v, None
+
+        x, _ = jax.lax.scan(euler_step, noise, buckets)
+        return x

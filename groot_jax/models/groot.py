@@ -1,0 +1,89 @@
+"""GR00T = Eagle backbone + flow-matching action head, and its pure functions.
+
+Batch / inputs (a dict of arrays; names follow the original's `eagle_*`, `state`, `action`):
+  input_ids      int   [B, L]         prompt tokens with tokens_per_image <IMG_CONTEXT> per image
+  attention_mask bool  [B, L]
+  pixel_values   float [B, V, H, W, 3] in [-1, 1] ((uint8 / 255 - 0.5) / 0.5), H = W = 224
+  state          float [B, 1, max_state_dim]   normalised, zero-padded
+  embodiment_id  int   [B]
+  action         float [B, H_a, max_action_dim] (training)   action_mask same shape (training)
+
+`GR00TFunctions.loss(params, batch, rng)` and `.sample_actions(params, inputs, rng)` are pure:
+params in, numbers out, safe under `jax.jit` / `jax.grad`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from groot_jax.config import GR00TConfig
+from groot_jax.models.action_head import FlowMatchingActionHead
+from groot_jax.models.eagle import EagleBackbone
+
+
+class GR00T(nnx.Module):
+    def __init__(self, cfg: GR00TConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.backbone = EagleBackbone(cfg.backbone, rngs=rngs)
+        self.action_head = FlowMatchingActionHead(cfg.action_head, rngs=rngs)
+
+    def backbone_features(self, inputs: dict[str, Any]):
+        return self.backbone(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"])
+
+    def compute_loss(self, batch: dict[str, Any], rng: jax.Array, *, train: bool = True):
+        """Flow-matching loss with noise ~ N(0, I) and t from the shifted Beta (spec 5).
+        `train` turns dropout on (the original's backbone has no dropout)."""
+        r_noise, r_time, r_drop = jax.random.split(rng, 3)
+        actions = batch["action"]
+        head = self.action_head
+        noise = jax.random.normal(r_noise, actions.shape, actions.dtype)
+        t = head.sample_time(r_time, actions.shape[0]).astype(actions.dtype)
+        return head.flow_matching_loss(self.backbone_features(batch), batch["state"], actions,
+                                       batch["action_mask"], batch["embodiment_id"], noise=noise,
+                                       t=t, rng=r_drop if train else None)
+
+    def sample_actions(self, inputs: dict[str, Any], rng: jax.Array | None = None, *,
+                       noise: jax.Array | None = None, num_steps: int | None = None):
+        """Normalised action chunk [B, H_a, max_action_dim] by Euler integration (spec 6).
+        Initial noise is drawn from `rng` unless given."""
+        cfg = self.cfg.action_head
+        if noise is None:
+            b = inputs["input_ids"].shape[0]
+            noise = jax.random.normal(rng, (b, cfg.action_horizon, cfg.action_dim), jnp.float32)
+        return self.action_head.sample(self.backbone_features(inputs), inputs["state"],
+                                       inputs["embodiment_id"], noise, num_steps=num_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class GR00TFunctions:
+    """The model as pure functions of its parameters (an `nnx.State` of `nnx.Param`)."""
+
+    graphdef: Any
+
+    def module(self, params) -> GR00T:
+        return nnx.merge(self.graphdef, params, copy=True)
+
+    def loss(self, params, batch, rng, *, train: bool = True):
+        return self.module(params).compute_loss(batch, rng, train=train)
+
+    def sample_actions(self, params, inputs, rng, num_steps: int = 4, noise=None):
+        return self.module(params).sample_actions(inputs, rng, noise=noise, num_steps=num_steps)
+
+
+def init(cfg: GR00TConfig, seed: int = 0) -> tuple[GR00TFunctions, nnx.State]:
+    """Randomly initialised parameters and the pure functions that use them."""
+    fns, _ = abstract(cfg)
+    # One compiled program instead of one eager dispatch per initializer (12 s -> ~1 s on CPU).
+    params = jax.jit(lambda: nnx.split(GR00T(cfg, rngs=nnx.Rngs(seed)), nnx.Param)[1])()
+    return fns, params
+
+
+def abstract(cfg: GR00TConfig) -> tuple[GR00TFunctions, nnx.State]:
+    """Shapes only (`nnx.eval_shape`): no memory, for real-size checks and checkpoint targets."""
+    model = nnx.eval_shape(lambda: GR00T(cfg, rngs=nnx.Rngs(0)))
+    graphdef, params = nnx.split(model, nnx.Param)
+    return GR00TFunctions(graphdef), params

@@ -1,0 +1,138 @@
+"""Shared building blocks: dense layers with logical axis names, norms, attention, dropout,
+and scanning over stacked layers.
+
+Einsum letters (openpi / big_vision convention): B batch, T query tokens, S key/value tokens,
+N query heads, K kv heads, G = N/K, H head dim, D width, F MLP hidden.
+
+Dropout is functional: every `__call__` takes `rng` (a PRNG key, or None for deterministic
+inference), so the model stays a pure function at the jit boundary.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+default_kernel_init = nnx.initializers.lecun_normal()
+small_normal = nnx.initializers.normal(0.02)
+
+
+def param(rngs: nnx.Rngs, init: Callable, shape: tuple[int, ...], axes: tuple[str | None, ...],
+          dtype=jnp.float32) -> nnx.Param:
+    """A parameter carrying logical axis names (resolved to mesh axes by `sharding` rules)."""
+    assert len(axes) == len(shape), (axes, shape)
+    # Names only: placement happens in the trainer (a mesh may not exist when a model is built).
+    return nnx.Param(init(rngs.params(), shape, dtype), out_sharding=axes, eager_sharding=False)
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel + bias, kernel stored (in, out) like Flax (torch Linear is (out, in))."""
+
+    def __init__(self, in_dim: int, out_dim: int, *, rngs: nnx.Rngs, use_bias: bool = True,
+                 axes: tuple[str | None, str | None] = (None, None),
+                 kernel_init: Callable = default_kernel_init):
+        self.kernel = param(rngs, kernel_init, (in_dim, out_dim), axes)
+        self.bias = param(rngs, nnx.initializers.zeros, (out_dim,), (axes[1],)) if use_bias else None
+
+    def __call__(self, x: Array) -> Array:
+        y = jnp.einsum("...i,io->...o", x, self.kernel[...].astype(x.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(x.dtype)
+        return y
+
+
+class LayerNorm(nnx.Module):
+    """torch.nn.LayerNorm semantics (biased variance), statistics in float32."""
+
+    def __init__(self, dim: int, *, eps: float, rngs: nnx.Rngs | None = None, affine: bool = True,
+                 axis_name: str | None = "embed"):
+        self.eps = eps
+        if affine:
+            self.scale = param(rngs, nnx.initializers.ones, (dim,), (axis_name,))
+            self.bias = param(rngs, nnx.initializers.zeros, (dim,), (axis_name,))
+        else:
+            self.scale = self.bias = None
+
+    def __call__(self, x: Array) -> Array:
+        h = x.astype(jnp.float32)
+        mean = h.mean(-1, keepdims=True)
+        var = jnp.square(h - mean).mean(-1, keepdims=True)
+        h = (h - mean) * jax.lax.rsqrt(var + self.eps)
+        if self.scale is not None:
+            h = h * self.scale[...] + self.bias[...]
+        return h.astype(x.dtype)
+
+
+class RMSNorm(nnx.Module):
+    """HF Llama/Qwen3 RMSNorm: normalise in float32, cast back, then multiply by the weight."""
+
+    def __init__(self, dim: int, *, eps: float, rngs: nnx.Rngs, axis_name: str | None = "embed"):
+        self.eps = eps
+        self.scale = param(rngs, nnx.initializers.ones, (dim,), (axis_name,))
+
+    def __call__(self, x: Array) -> Array:
+        h = x.astype(jnp.float32)
+        h = h * jax.lax.rsqrt(jnp.mean(jnp.square(h), -1, keepdims=True) + self.eps)
+        return self.scale[...].astype(x.dtype) * h.astype(x.dtype)
+
+
+def dropout(x: Array, rate: float, rng: Array | None) -> Array:
+    """Inverted dropout; identity when `rng` is None (inference) or rate == 0."""
+    if rng is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def split_or_none(rng: Array | None, n: int) -> list[Array | None]:
+    return [None] * n if rng is None else list(jax.random.split(rng, n))
+
+
+def attention(q: Array, k: Array, v: Array, *, scale: float, mask: Array | None = None) -> Array:
+    """Softmax attention with grouped KV heads.
+
+    q: [B, T, N, H]; k, v: [B, S, K, H] with N a multiple of K; mask: bool [B, T, S] (True =
+    attend) or None. Logits and softmax in float32. Masked logits get the dtype minimum rather
+    than -inf, as HF's eager path does, so a fully masked row gives finite values.
+    """
+    b, t, n, h = q.shape
+    kv_heads = k.shape[2]
+    q = q.reshape(b, t, kv_heads, n // kv_heads, h)
+    logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, k).astype(jnp.float32) * scale
+    if mask is not None:
+        logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v)
+    return out.reshape(b, t, n, h)
+
+
+def stack_layers(make: Callable[[nnx.Rngs], nnx.Module], num: int, rngs: nnx.Rngs) -> nnx.Module:
+    """Build `num` layers as one module whose parameters carry a leading 'layers' axis."""
+
+    @nnx.split_rngs(splits=num)
+    @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def create(r: nnx.Rngs):
+        return make(r)
+
+    return create(rngs)
+
+
+def scan_layers(layers: nnx.Module, carry: Any, body: Callable[[nnx.Module, Any, Any], Any],
+                xs: Any = None, *, collect: bool = False):
+    """Run `carry = body(layer, carry, x)` over stacked layers with `lax.scan`.
+
+    Compile time stays flat in depth. With `collect=True` also returns every layer's output
+    stacked on a leading axis (for hidden-state inspection and parity bisection).
+    """
+    graphdef, state = nnx.split(layers)
+
+    def step(c, inputs):
+        layer_state, x = inputs
+        out = body(nnx.merge(graphdef, layer_state), c, x)
+        return out, (out if collect else None)
+
+    return jax.lax.scan(step, carry, (state, xs))

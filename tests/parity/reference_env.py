@@ -1,0 +1,38 @@
+"""Run the lerobot 0.5.1 reference (tests/reference/lerobot_worker.py) in its own environment.
+
+The reference environment (.venv-ref, built by `make .venv-ref` / tests/reference/install.sh)
+is separate because lerobot 0.5.1 pins transformers 5.3.0 and installs without its dependency
+list. A missing environment is a test failure, never a skip.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = ROOT / "tests" / "reference" / "lerobot_worker.py"
+
+
+def reference_python() -> Path:
+    path = Path(os.environ.get("GROOT_REF_PYTHON", ROOT / ".venv-ref" / "bin" / "python"))
+    if not path.exists():
+        pytest.fail(f"reference environment missing: {path} does not exist. Build it with "
+                    "`make .venv-ref` (tests/reference/install.sh); parity needs lerobot 0.5.1.",
+                    pytrace=False)
+    return path
+
+
+def run_reference(case: str, out: Path, seed: int = 0):
+    """(state_dict, io) dumped by the reference for `case`."""
+    env = dict(os.environ, HF_LEROBOT_HOME=str(out / "lerobot_home"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([str(reference_python()), str(WORKER), case, str(out), "--seed",
+                           str(seed)], capture_output=True, text=True, env=env, timeout=900)
+    if proc.returncode:
+        pytest.fail(f"reference worker failed ({case}):\n{proc.stdout[-3000:]}\n"
+                    f"{proc.stderr[-6000:]}", pytrace=False)
+    state_dict = load_file(str(out / "state_dict.safetensors"))
+    io = dict(np.load(out / "io.npz"))
+    return state_dict, io
