@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=4)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+    from groot_jax.convert.cli import register as register_convert
+
+    register_convert(sub)
     return parser
 
 

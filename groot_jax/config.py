@@ -295,3 +295,28 @@ def preset(name: str, **overrides) -> GR00TConfig:
         hint = f" Did you mean {near[0]!r}?" if near else ""
         raise KeyError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}.{hint}")
     return PRESETS[name](**overrides)
+
+
+# ---- serialisation (saved beside every checkpoint) ------------------------------------------
+_NESTED = {
+    GR00TConfig: {"backbone": EagleConfig, "action_head": ActionHeadConfig},
+    EagleConfig: {"vision": SiglipConfig, "llm": LlmConfig},
+    ActionHeadConfig: {"dit": DiTConfig, "vl_self_attention": VLSelfAttentionConfig},
+}
+
+
+def config_to_dict(cfg: GR00TConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(data: dict, cls=GR00TConfig):
+    """Inverse of `config_to_dict`; unknown fields are an error naming the field."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = _NESTED.get(cls, {}).get(name)
+        kwargs[name] = config_from_dict(value, sub) if sub is not None else value
+    return cls(**kwargs)

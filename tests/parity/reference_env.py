@@ -25,14 +25,18 @@ def reference_python() -> Path:
     return path
 
 
-def run_reference(case: str, out: Path, seed: int = 0):
-    """(state_dict, io) dumped by the reference for `case`."""
+def run_reference(case: str, out: Path, seed: int = 0, size: str = "tiny"):
+    """Run the reference worker for `case` in `out`; for the dump cases, return
+    (state_dict, io)."""
     env = dict(os.environ, HF_LEROBOT_HOME=str(out / "lerobot_home"), HF_HUB_OFFLINE="1")
     proc = subprocess.run([str(reference_python()), str(WORKER), case, str(out), "--seed",
-                           str(seed)], capture_output=True, text=True, env=env, timeout=900)
+                           str(seed), "--size", size], capture_output=True, text=True, env=env,
+                          timeout=3000)
     if proc.returncode:
         pytest.fail(f"reference worker failed ({case}):\n{proc.stdout[-3000:]}\n"
                     f"{proc.stderr[-6000:]}", pytrace=False)
+    if case in ("consume", "save_pretrained"):
+        return None
     state_dict = load_file(str(out / "state_dict.safetensors"))
     io = dict(np.load(out / "io.npz"))
     return state_dict, io

@@ -151,12 +151,118 @@ def run_gr00t(out: Path, seed: int) -> None:
     np.savez(out / "io.npz", **io)
 
 
+def _tiny_eagle_repo() -> str:
+    """Write the tiny Eagle config where lerobot's EagleBackbone looks for it; the repo name."""
+    import json
+
+    from lerobot.policies.groot import groot_n1
+
+    repo = "local/groot-jax-eagle-tiny"
+    home = Path(groot_n1.HF_LEROBOT_HOME) / repo
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.json").write_text(json.dumps(lerobot_ref.configs("tiny")[0], indent=2))
+    return repo
+
+
+def _from_pretrained(ckpt: Path, size: str):
+    """lerobot's own loading path: GR00TN15.from_pretrained on a local directory."""
+    lerobot_ref._sdpa_instead_of_flash_attention()
+    # transformers 5 builds the model on the meta device; torch 2.13 (newer than lerobot's
+    # pinned < 2.11) then fails validating Beta(1.5, 1)'s constant arguments with
+    # "Tensor.item() cannot be called on meta tensors". Skipping argument validation changes no
+    # number (the Beta is only sampled in training, with the same arguments).
+    torch.distributions.Distribution.set_default_validate_args(False)
+    # lerobot 0.5.1's GR00TN15.__init__ never calls `post_init()`, which transformers >= 5
+    # requires (it registers the tied-weight map that `from_pretrained` reads, else
+    # AttributeError 'all_tied_weights_keys'). Call it, as every transformers model does.
+    model_cls = lerobot_ref.GR00TN15
+    if not getattr(model_cls.__init__, "groot_jax_post_init", False):
+        original_init = model_cls.__init__
+
+        def init_then_post_init(self, *args, **kwargs):
+            original_init(self, *args, **kwargs)
+            self.post_init()
+
+        init_then_post_init.groot_jax_post_init = True
+        model_cls.__init__ = init_then_post_init
+    cfg = lerobot_ref.GR00TN15Config.from_pretrained(str(ckpt))
+    if size == "tiny":  # the Eagle sizes are not in config.json; point at the tiny Eagle config
+        cfg.backbone_cfg = dict(cfg.backbone_cfg, tokenizer_assets_repo=_tiny_eagle_repo())
+    return lerobot_ref.GR00TN15.from_pretrained(str(ckpt), config=cfg,
+                                                torch_dtype=torch.float32).eval()
+
+
+def _repair_reinitialised(model, ckpt: Path) -> list[str]:
+    """Parameters that `from_pretrained` left different from the files, restored from them.
+
+    With transformers 5.3, lerobot 0.5.1's Eagle `_init_weights` re-initialises `mlp1` with
+    `weight.data.normal_()` after the weights were loaded (it bypasses the loaded-parameter
+    guard of transformers' own init functions), so the connector comes out random. We list
+    every such parameter (the test asserts the list is exactly that) and copy the file's
+    values back; everything else stays as lerobot loaded it."""
+    import json
+
+    from safetensors.numpy import load_file
+
+    files = sorted(ckpt.glob("*.safetensors"))
+    if (ckpt / "model.safetensors.index.json").exists():
+        files = sorted({ckpt / f for f in json.loads(
+            (ckpt / "model.safetensors.index.json").read_text())["weight_map"].values()})
+    params = dict(model.named_parameters())
+    changed = []
+    for f in files:
+        for key, value in load_file(str(f)).items():
+            mine = params[key].detach()
+            if not torch.equal(mine, torch.from_numpy(np.asarray(value, np.float32)).to(mine.dtype)):
+                changed.append(key)
+                with torch.no_grad():
+                    params[key].copy_(torch.from_numpy(np.asarray(value, np.float32)))
+    return changed
+
+
+def run_consume(out: Path, seed: int, size: str = "tiny") -> None:
+    """Load the checkpoint in out/ckpt (written by groot-jax) and run get_action on
+    out/inputs.npz with its initial noise; write out/outputs.npz."""
+    model = _from_pretrained(out / "ckpt", size)
+    reinitialised = _repair_reinitialised(model, out / "ckpt")
+    io = dict(np.load(out / "inputs.npz"))
+    batch = io["input_ids"].shape[0]
+    inputs = dict(eagle_input_ids=io["input_ids"], eagle_attention_mask=io["attention_mask"],
+                  eagle_pixel_values=io["pixel_values"],
+                  eagle_image_sizes=np.array([[224, 224]] * batch),
+                  state=io["state"], embodiment_id=io["embodiment_id"])
+    inputs = {k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}
+    with torch.no_grad(), fixed_randn(io["init_noise"]):
+        action = model.get_action(inputs)["action_pred"].numpy()
+    np.savez(out / "outputs.npz", action_pred=action, reinitialised=np.array(reinitialised, str))
+
+
+def run_save_pretrained(out: Path, seed: int) -> None:
+    """The PyTorch side writing checkpoints: `save_pretrained` of a randomised tiny GR00TN15,
+    sharded, in fp32 (out/fp32) and bf16 (out/bf16); out/state_dict.safetensors is the fp32
+    truth for comparison."""
+    torch.manual_seed(seed)
+    model = lerobot_ref.build_gr00t("tiny")
+    perturb_(model, seed)
+    state = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "state_dict.safetensors"))
+    model.save_pretrained(str(out / "fp32"), max_shard_size="2MB", safe_serialization=True)
+    model.to(torch.bfloat16).save_pretrained(str(out / "bf16"), max_shard_size="2MB",
+                                             safe_serialization=True)
+
+
 if __name__ == "__main__":
+    cases = {"action_head": run_action_head, "gr00t": run_gr00t, "consume": run_consume,
+             "save_pretrained": run_save_pretrained}
     parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=["action_head", "gr00t"])
+    parser.add_argument("case", choices=sorted(cases))
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", default="tiny", choices=["tiny", "real"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    {"action_head": run_action_head, "gr00t": run_gr00t}[args.case](args.out, args.seed)
+    if args.case == "consume":
+        run_consume(args.out, args.seed, args.size)
+    else:
+        cases[args.case](args.out, args.seed)
     print(f"wrote {args.out}")

@@ -1,0 +1,253 @@
+"""Checkpoints in and out: Isaac-GR00T / lerobot directories <-> our Orbax model directories.
+
+Isaac-GR00T layout (read and written):
+  config.json                      model_type gr00t_n1_5 | gr00t_n1, backbone_cfg, action_head_cfg
+  model.safetensors | model-0000i-of-0000n.safetensors + model.safetensors.index.json
+  experiment_cfg/metadata.json     per-embodiment statistics and modality metadata (spec 9.1)
+Our model directory:
+  groot_config.json  params/ (Orbax)  metadata.json
+
+Import reads tensor by tensor from memory-mapped files and places each parameter (all layers
+of a stacked parameter) on its device before reading the next, so host memory peaks near one
+copy of the model plus one parameter.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import ml_dtypes
+import numpy as np
+from flax import nnx
+
+from groot_jax.config import GR00TConfig, config_from_dict, config_to_dict
+from groot_jax.convert.gr00t_config import ConfigError, from_gr00t_json, to_gr00t_json
+from groot_jax.convert.keymap import gr00t_entries, ignorable_keys, to_ours, to_torch
+from groot_jax.convert.safetensors_io import CheckpointFileError, SafetensorsCheckpoint, write_checkpoint
+from groot_jax.convert.state_dict import LEROBOT_PREFIX, StateDictError, _get, check_state_dict
+
+DTYPES = {"float32": np.float32, "fp32": np.float32, "bfloat16": ml_dtypes.bfloat16,
+          "bf16": ml_dtypes.bfloat16}
+METADATA_FILE = Path("experiment_cfg") / "metadata.json"
+OUR_CONFIG, OUR_PARAMS, OUR_METADATA = "groot_config.json", "params", "metadata.json"
+
+
+def _dtype(name) -> np.dtype:
+    if isinstance(name, str):
+        if name not in DTYPES:
+            raise ValueError(f"dtype {name!r} not supported; use one of {sorted(DTYPES)}")
+        return np.dtype(DTYPES[name])
+    return np.dtype(name)
+
+
+def validate_metadata(metadata: Any, source: str) -> dict:
+    """Per-embodiment metadata: {tag: {"statistics", "modalities", "embodiment_tag"}}."""
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{source}: metadata must be a JSON object keyed by embodiment tag")
+    for tag, meta in metadata.items():
+        missing = [k for k in ("statistics", "modalities", "embodiment_tag")
+                   if not isinstance(meta, dict) or k not in meta]
+        if missing:
+            raise ValueError(f"{source}: embodiment {tag!r} lacks {missing}")
+    return metadata
+
+
+# ---- reading Isaac-GR00T directories ----------------------------------------------------------
+def read_gr00t_config(ckpt_dir: Path, expect: GR00TConfig | None = None) -> GR00TConfig:
+    path = Path(ckpt_dir) / "config.json"
+    if not path.exists():
+        raise CheckpointFileError(f"{ckpt_dir}: no config.json (not a GR00T checkpoint directory)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointFileError(f"{path}: not valid JSON ({e})") from e
+    return from_gr00t_json(data, source=str(path), expect=expect)
+
+
+def _torch_keys(ckpt: SafetensorsCheckpoint) -> dict[str, str]:
+    """Checkpoint key -> file key, dropping the `_groot_model.` prefix of lerobot finetunes."""
+    keys = list(ckpt.files)
+    if keys and all(k.startswith(LEROBOT_PREFIX) for k in keys):
+        return {k[len(LEROBOT_PREFIX):]: k for k in keys}
+    return {k: k for k in keys}
+
+
+def read_gr00t(ckpt_dir, *, cfg: GR00TConfig | None = None, dtype="float32",
+               sharding_for: Callable[[tuple[str, ...]], Any] | None = None):
+    """(cfg, params, metadata) from an Isaac-GR00T or lerobot checkpoint directory.
+
+    `cfg` forces a config (its model type must match); `sharding_for(path)` gives the
+    `jax.sharding.Sharding` of each parameter (default: the default device)."""
+    ckpt_dir = Path(ckpt_dir)
+    cfg = read_gr00t_config(ckpt_dir, expect=cfg)
+    ckpt = SafetensorsCheckpoint(ckpt_dir)
+    names = _torch_keys(ckpt)
+    shapes = {k: ckpt.shapes[f] for k, f in names.items()}
+    if cfg.model_type == "gr00t_n1_5" and any(k.startswith("backbone.model.") for k in shapes):
+        raise StateDictError(f"{ckpt_dir} holds an N1 checkpoint (keys 'backbone.model.*') but "
+                             f"the config is N1.5 ({cfg.name}); use preset 'n1_2b'")
+    if cfg.model_type == "gr00t_n1" and any(k.startswith("backbone.eagle_model.") for k in shapes):
+        raise StateDictError(f"{ckpt_dir} holds an N1.5 checkpoint (keys 'backbone.eagle_model.*')"
+                             f" but the config is N1 ({cfg.name}); use preset 'n1_5_3b'")
+    from groot_jax.models.groot import abstract
+
+    _, target = abstract(cfg)
+    pure = nnx.to_pure_dict(target)
+    entries = gr00t_entries(cfg)
+    check_state_dict(entries, shapes, pure, ignore=ignorable_keys(cfg), source=str(ckpt_dir))
+    out_dtype = _dtype(dtype)
+    groups: dict[tuple[str, ...], list] = defaultdict(list)
+    for e in entries:
+        groups[e.path].append(e)
+    for path, group in groups.items():
+        host = np.empty(_get(pure, path).shape, out_dtype)
+        for e in group:
+            value = to_ours(e.kind, ckpt.get(names[e.torch_key]))
+            if e.layer is None:
+                host[...] = value
+            else:
+                host[e.layer] = value
+        sharding = sharding_for(path) if sharding_for else None
+        leaf = jax.device_put(host, sharding) if sharding is not None else jax.numpy.asarray(host)
+        _set_leaf(pure, path, leaf)
+        del host
+    ckpt.close()
+    params = jax.tree.map(lambda x: x, target)
+    nnx.replace_by_pure_dict(params, pure)
+    metadata_path = ckpt_dir / METADATA_FILE
+    metadata = {}
+    if metadata_path.exists():
+        metadata = validate_metadata(json.loads(metadata_path.read_text()), str(metadata_path))
+    else:
+        warnings.warn(f"{ckpt_dir} has no {METADATA_FILE}: no normalisation statistics imported",
+                      stacklevel=2)
+    return cfg, params, metadata
+
+
+def _set_leaf(tree: dict, path: tuple[str, ...], value) -> None:
+    for p in path[:-1]:
+        tree = tree[p]
+    tree[path[-1]] = value
+
+
+# ---- our Orbax model directories ---------------------------------------------------------------
+def save_model(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | None = None) -> Path:
+    """Write our model directory (config, Orbax params, metadata). Refuses a non-empty target."""
+    import orbax.checkpoint as ocp
+
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose a new directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(out_dir / OUR_PARAMS, nnx.to_pure_dict(params))
+        ckptr.wait_until_finished()
+    (out_dir / OUR_METADATA).write_text(json.dumps(metadata or {}, indent=2) + "\n")
+    (out_dir / OUR_CONFIG).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    return out_dir
+
+
+def load_model(model_dir, *, dtype=None, sharding_for=None):
+    """(cfg, params, metadata) from our model directory; `dtype` casts on restore."""
+    import orbax.checkpoint as ocp
+
+    model_dir = Path(model_dir).absolute()
+    for name in (OUR_CONFIG, OUR_PARAMS):
+        if not (model_dir / name).exists():
+            raise CheckpointFileError(f"{model_dir}: missing {name} (not a groot-jax model dir)")
+    cfg = config_from_dict(json.loads((model_dir / OUR_CONFIG).read_text()))
+    from groot_jax.models.groot import abstract
+
+    _, target = abstract(cfg)
+    pure = nnx.to_pure_dict(target)
+    flat = jax.tree_util.tree_flatten_with_path(pure)[0]
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    for keypath, leaf in flat:
+        path = tuple(k.key for k in keypath)
+        sharding = (sharding_for(path) if sharding_for else None) or device
+        _set_leaf(pure, path, jax.ShapeDtypeStruct(leaf.shape, _dtype(dtype) if dtype else
+                                                   leaf.dtype, sharding=sharding))
+    with ocp.StandardCheckpointer() as ckptr:
+        try:
+            restored = ckptr.restore(model_dir / OUR_PARAMS, pure)
+        except Exception as e:
+            raise CheckpointFileError(f"{model_dir / OUR_PARAMS}: cannot restore ({e})") from e
+    params = jax.tree.map(lambda x: x, target)
+    nnx.replace_by_pure_dict(params, restored)
+    metadata = json.loads((model_dir / OUR_METADATA).read_text()) if (
+        model_dir / OUR_METADATA).exists() else {}
+    return cfg, params, validate_metadata(metadata, str(model_dir / OUR_METADATA))
+
+
+# ---- writing Isaac-GR00T directories -----------------------------------------------------------
+def export_gr00t(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | None = None, *,
+                 dtype="float32", max_shard_bytes: int = 5 * 2**30) -> Path:
+    """Write an Isaac-GR00T checkpoint directory that lerobot's / Isaac-GR00T's
+    `GR00TN15.from_pretrained` loads. The tied `lm_head` is not written (as HF does)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose a new directory")
+    out_dtype = _dtype(dtype)
+    entries = {e.torch_key: e for e in gr00t_entries(cfg)}
+    host = jax.tree.map(np.asarray, nnx.to_pure_dict(params))
+
+    def get(key):
+        e = entries[key]
+        value = _get(host, e.path)
+        value = value[e.layer] if e.layer is not None else value
+        return to_torch(e.kind, value).astype(out_dtype)
+
+    sizes = []
+    for key, e in entries.items():
+        shape = _get(host, e.path).shape[(1 if e.layer is not None else 0):]
+        sizes.append((key, int(np.prod(shape, dtype=np.int64)) * out_dtype.itemsize))
+    write_checkpoint(out_dir, sizes, get, max_shard_bytes=max_shard_bytes)
+    torch_dtype = "bfloat16" if out_dtype == np.dtype(ml_dtypes.bfloat16) else "float32"
+    (out_dir / "config.json").write_text(json.dumps(to_gr00t_json(cfg, torch_dtype), indent=2) + "\n")
+    (out_dir / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / METADATA_FILE).write_text(json.dumps(metadata or {}, indent=2) + "\n")
+    return out_dir
+
+
+# ---- the two CLI operations and load_pretrained ----------------------------------------------
+def import_checkpoint(ckpt_dir, out_dir, *, dtype="float32", cfg: GR00TConfig | None = None,
+                      sharding_for=None) -> Path:
+    """`groot-jax convert import`: Isaac-GR00T / lerobot directory -> our model directory."""
+    cfg, params, metadata = read_gr00t(ckpt_dir, cfg=cfg, dtype=dtype, sharding_for=sharding_for)
+    return save_model(out_dir, cfg, params, metadata)
+
+
+def export_checkpoint(model_dir, out_dir, *, dtype="float32",
+                      max_shard_bytes: int = 5 * 2**30) -> Path:
+    """`groot-jax convert export`: our model directory -> Isaac-GR00T directory."""
+    cfg, params, metadata = load_model(model_dir)
+    return export_gr00t(out_dir, cfg, params, metadata, dtype=dtype,
+                        max_shard_bytes=max_shard_bytes)
+
+
+def load_pretrained(path, *, dtype=None, cfg: GR00TConfig | None = None, sharding_for=None):
+    """(cfg, fns, params, metadata) from an Isaac-GR00T / lerobot directory or our own model
+    directory, whichever `path` is."""
+    from groot_jax.models.groot import abstract
+
+    path = Path(path)
+    if (path / OUR_CONFIG).exists():
+        cfg_loaded, params, metadata = load_model(path, dtype=dtype, sharding_for=sharding_for)
+        if cfg is not None and cfg != cfg_loaded:
+            raise ConfigError(f"{path / OUR_CONFIG} describes {cfg_loaded.name!r}, not the "
+                              f"requested {cfg.name!r}")
+        cfg = cfg_loaded
+    elif (path / "config.json").exists():
+        cfg, params, metadata = read_gr00t(path, cfg=cfg, dtype=dtype or "float32",
+                                           sharding_for=sharding_for)
+    else:
+        raise CheckpointFileError(f"{path}: neither a GR00T checkpoint (config.json) nor a "
+                                  f"groot-jax model directory ({OUR_CONFIG})")
+    fns, _ = abstract(cfg)
+    return cfg, fns, params, metadata
+
+

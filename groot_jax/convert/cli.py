@@ -1,0 +1,44 @@
+"""`groot-jax convert import|export`."""
+from __future__ import annotations
+
+import time
+
+
+def _import(args) -> int:
+    from groot_jax.config import preset
+    from groot_jax.convert.checkpoint import import_checkpoint
+
+    t0 = time.perf_counter()
+    cfg = preset(args.preset) if args.preset else None
+    out = import_checkpoint(args.ckpt_dir, args.out_dir, dtype=args.dtype, cfg=cfg)
+    print(f"imported {args.ckpt_dir} -> {out} ({args.dtype}) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _export(args) -> int:
+    from groot_jax.convert.checkpoint import export_checkpoint
+
+    t0 = time.perf_counter()
+    out = export_checkpoint(args.model_dir, args.out_dir, dtype=args.dtype,
+                            max_shard_bytes=int(args.max_shard_gb * 2**30))
+    print(f"exported {args.model_dir} -> {out} ({args.dtype}) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def register(subparsers) -> None:
+    convert = subparsers.add_parser("convert", help="checkpoints to and from PyTorch GR00T")
+    sub = convert.add_subparsers(dest="convert_command", required=True)
+    imp = sub.add_parser("import", help="Isaac-GR00T / lerobot checkpoint dir -> groot-jax model dir")
+    imp.add_argument("ckpt_dir")
+    imp.add_argument("out_dir")
+    imp.add_argument("--dtype", default="float32", choices=["float32", "fp32", "bfloat16", "bf16"])
+    imp.add_argument("--preset", default=None,
+                     help="model config preset when config.json does not carry the sizes "
+                          "(default: the released model of the checkpoint's model_type)")
+    imp.set_defaults(func=_import)
+    exp = sub.add_parser("export", help="groot-jax model dir -> Isaac-GR00T checkpoint dir")
+    exp.add_argument("model_dir")
+    exp.add_argument("out_dir")
+    exp.add_argument("--dtype", default="float32", choices=["float32", "fp32", "bfloat16", "bf16"])
+    exp.add_argument("--max-shard-gb", type=float, default=5.0)
+    exp.set_defaults(func=_export)
