@@ -167,6 +167,23 @@ class VLSelfAttentionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FlareConfig:
+    """FLARE (Zheng et al., arXiv 2505.15659): the future tokens' hidden states after DiT block
+    `layer` pass an MLP projector and are aligned by cosine similarity with embeddings of the
+    future observation; loss = flow matching + `weight` * (1 - cos).
+
+    The paper aligns at an intermediate DiT layer with a weight lambda; its exact values could
+    not be read in this session, so these defaults (middle block, 0.2) are ours, not the paper's.
+    The projector is not part of the GR00T checkpoint layout (export drops it)."""
+
+    enabled: bool = False
+    layer: int | None = None      # 0-based DiT block; None = the middle block
+    weight: float = 0.2
+    projector_hidden: int | None = None   # None = DiT width
+    target_dim: int | None = None         # None = backbone_embedding_dim (VLM features)
+
+
+@dataclasses.dataclass(frozen=True)
 class ActionHeadConfig:
     """Flow-matching action head (spec 4, 5, 6)."""
 
@@ -183,6 +200,7 @@ class ActionHeadConfig:
     use_vlln: bool = True         # vlln + vl_self_attention; False for N1
     dit: DiTConfig = DiTConfig()
     vl_self_attention: VLSelfAttentionConfig = VLSelfAttentionConfig()
+    flare: FlareConfig = FlareConfig()
     noise_beta_alpha: float = 1.5
     noise_beta_beta: float = 1.0
     noise_s: float = 0.999
@@ -208,9 +226,20 @@ class ActionHeadConfig:
         if kv_dim != self.backbone_embedding_dim:
             raise ValueError(f"DiT cross_attention_dim={kv_dim} must equal "
                              f"backbone_embedding_dim={self.backbone_embedding_dim}")
+        if self.flare.enabled:
+            if not self.num_future_tokens:
+                raise ValueError("FLARE needs future tokens (num_future_tokens > 0)")
+            if not 0 <= self.flare_layer < self.dit.num_layers:
+                raise ValueError(f"FlareConfig.layer={self.flare.layer} is outside the "
+                                 f"{self.dit.num_layers} DiT blocks")
         needed = self.action_horizon
         if self.add_pos_embed and needed > self.max_seq_len:
             raise ValueError(f"action_horizon={needed} exceeds max_seq_len={self.max_seq_len}")
+
+
+    @property
+    def flare_layer(self) -> int:
+        return self.dit.num_layers // 2 if self.flare.layer is None else self.flare.layer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,7 +330,8 @@ def preset(name: str, **overrides) -> GR00TConfig:
 _NESTED = {
     GR00TConfig: {"backbone": EagleConfig, "action_head": ActionHeadConfig},
     EagleConfig: {"vision": SiglipConfig, "llm": LlmConfig},
-    ActionHeadConfig: {"dit": DiTConfig, "vl_self_attention": VLSelfAttentionConfig},
+    ActionHeadConfig: {"dit": DiTConfig, "vl_self_attention": VLSelfAttentionConfig,
+                       "flare": FlareConfig},
 }
 
 

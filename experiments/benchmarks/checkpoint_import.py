@@ -56,6 +56,7 @@ def write_random_checkpoint(directory: Path, dtype: str) -> None:
 def measure(mode: str, ckpt: Path, dtype: str, out: Path) -> dict:
     t0 = time.perf_counter()
     if mode == "baseline":
+        import ml_dtypes  # noqa: F401  registers numpy's bfloat16, which safetensors needs
         from safetensors.numpy import load_file
 
         tensors = {}

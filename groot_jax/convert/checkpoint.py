@@ -13,6 +13,7 @@ copy of the model plus one parameter.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections import defaultdict
@@ -24,7 +25,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from groot_jax.config import GR00TConfig, config_from_dict, config_to_dict
+from groot_jax.config import FlareConfig, GR00TConfig, config_from_dict, config_to_dict
 from groot_jax.convert.gr00t_config import ConfigError, from_gr00t_json, to_gr00t_json
 from groot_jax.convert.keymap import gr00t_entries, ignorable_keys, to_ours, to_torch
 from groot_jax.convert.safetensors_io import CheckpointFileError, SafetensorsCheckpoint, write_checkpoint
@@ -194,6 +195,13 @@ def export_gr00t(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | 
     out_dtype = _dtype(dtype)
     entries = {e.torch_key: e for e in gr00t_entries(cfg)}
     host = jax.tree.map(np.asarray, nnx.to_pure_dict(params))
+    if cfg.action_head.flare.enabled:
+        dropped = sum(x.size for x in jax.tree.leaves(host["action_head"]["flare_projector"]))
+        warnings.warn(f"the FLARE projector ({dropped:,} parameters) is not part of the GR00T "
+                      "checkpoint layout and is not exported; the exported config has FLARE off",
+                      stacklevel=2)
+        cfg = dataclasses.replace(cfg, action_head=dataclasses.replace(
+            cfg.action_head, flare=FlareConfig()))
 
     def get(key):
         e = entries[key]

@@ -14,7 +14,6 @@ from typing import Callable, Iterable
 
 import ml_dtypes
 import numpy as np
-from safetensors import safe_open
 from safetensors.numpy import save_file
 
 SINGLE = "model.safetensors"
@@ -28,8 +27,9 @@ class CheckpointFileError(ValueError):
     """A checkpoint file is missing, truncated, corrupt or of a refused kind."""
 
 
-def read_header(path: Path) -> dict:
-    """{key: {"dtype", "shape", "data_offsets"}} of one safetensors file, validated."""
+def read_header(path: Path) -> tuple[dict, int]:
+    """({key: {"dtype", "shape", "data_offsets"}}, byte offset of the data) of one safetensors
+    file, validated against the file size."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         raw = f.read(8)
@@ -57,17 +57,19 @@ def read_header(path: Path) -> dict:
         if stop - begin != nbytes:
             raise CheckpointFileError(f"{path}: tensor {key!r} of shape {v['shape']} "
                                       f"({v['dtype']}) spans {stop - begin} bytes, not {nbytes}")
-    return header
+    return header, 8 + n
 
 
 class SafetensorsCheckpoint:
-    """The tensors of a checkpoint directory (single file or sharded with an index), opened
-    lazily (memory-mapped): `shapes` costs no tensor reads, `get` reads one tensor."""
+    """The tensors of a checkpoint directory (single file or sharded with an index): `shapes`
+    costs no tensor reads; `get` reads one tensor with a positioned read straight into its
+    array (no memory map, so pages already read do not stay in the process's memory)."""
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
         self.files: dict[str, Path] = {}   # key -> file
         self.headers: dict[Path, dict] = {}
+        self.data_start: dict[Path, int] = {}
         index, single = self.directory / INDEX, self.directory / SINGLE
         if index.exists():
             try:
@@ -78,14 +80,14 @@ class SafetensorsCheckpoint:
                 shard = self.directory / name
                 if not shard.exists():
                     raise CheckpointFileError(f"{index} lists {name}, which does not exist")
-                self.headers[shard] = read_header(shard)
+                self.headers[shard], self.data_start[shard] = read_header(shard)
             for key, name in weight_map.items():
                 shard = self.directory / name
                 if key not in self.headers[shard]:
                     raise CheckpointFileError(f"{index} maps {key!r} to {name}, which lacks it")
                 self.files[key] = shard
         elif single.exists():
-            self.headers[single] = read_header(single)
+            self.headers[single], self.data_start[single] = read_header(single)
             self.files = {k: single for k in self.headers[single]}
         else:
             pickled = sorted(p.name for p in self.directory.glob("*")
@@ -104,14 +106,24 @@ class SafetensorsCheckpoint:
 
     def get(self, key: str) -> np.ndarray:
         path = self.files[key]
+        info = self.headers[path][key]
+        out = np.empty(info["shape"], DTYPES[info["dtype"]])
         if path not in self._handles:
-            self._handles[path] = safe_open(str(path), framework="numpy")
-        try:
-            return self._handles[path].get_tensor(key)
-        except Exception as e:  # safetensors raises its own error types
-            raise CheckpointFileError(f"{path}: cannot read tensor {key!r} ({e})") from e
+            self._handles[path] = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        handle = self._handles[path]
+        handle.seek(self.data_start[path] + info["data_offsets"][0])
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        got = 0
+        while got < out.nbytes:
+            n = handle.readinto(view[got:])
+            if not n:
+                raise CheckpointFileError(f"{path}: ended while reading tensor {key!r}")
+            got += n
+        return out
 
     def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
         self._handles.clear()
 
 

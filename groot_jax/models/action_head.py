@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, Int
 
 from groot_jax.config import ActionHeadConfig
 from groot_jax.models.dit import DiT, SelfAttentionTransformer
-from groot_jax.models.layers import LayerNorm, param
+from groot_jax.models.layers import Dense, LayerNorm, param
 
 category_init = nnx.initializers.normal(0.02)
 
@@ -87,14 +87,17 @@ class FlowMatchingActionHead(nnx.Module):
         self.position_embedding = (param(rngs, nnx.initializers.normal(0.02),
                                          (cfg.max_seq_len, e), (None, "embed"))
                                    if cfg.add_pos_embed else None)
+        self.flare_projector = FlareProjector(cfg, rngs=rngs) if cfg.flare.enabled else None
 
     def process_backbone_output(self, features: Float[Array, "b l d"], rng=None):
         if self.vlln is None:
             return features
         return self.vl_self_attention(self.vlln(features), rng)
 
-    def velocity(self, state_features, x_t, buckets, ids, *, vl=None, cross_kv=None, rng=None):
-        """Predicted velocity [B, H, A] for noisy actions x_t at integer `buckets` [B]."""
+    def velocity(self, state_features, x_t, buckets, ids, *, vl=None, cross_kv=None, rng=None,
+                 return_future_states: bool = False):
+        """Predicted velocity [B, H, A] for noisy actions x_t at integer `buckets` [B]; with
+        `return_future_states`, also the future tokens' states after DiT block `flare_layer`."""
         b = x_t.shape[0]
         action_features = self.action_encoder(x_t, buckets, ids)
         if self.position_embedding is not None:
@@ -105,8 +108,15 @@ class FlowMatchingActionHead(nnx.Module):
             ft = self.future_tokens[...].astype(action_features.dtype)
             parts.append(jnp.broadcast_to(ft[None], (b, *ft.shape)))
         parts.append(action_features)
-        out = self.model(jnp.concatenate(parts, axis=1), buckets, vl=vl, cross_kv=cross_kv, rng=rng)
-        return self.action_decoder(out, ids)[:, -x_t.shape[1]:]
+        tokens = jnp.concatenate(parts, axis=1)
+        if not return_future_states:
+            out = self.model(tokens, buckets, vl=vl, cross_kv=cross_kv, rng=rng)
+            return self.action_decoder(out, ids)[:, -x_t.shape[1]:]
+        out, per_block = self.model(tokens, buckets, vl=vl, cross_kv=cross_kv, rng=rng,
+                                    return_hidden_states=True)
+        m = self.cfg.num_future_tokens
+        future = per_block[self.cfg.flare_layer][:, 1:1 + m]  # after the state token
+        return self.action_decoder(out, ids)[:, -x_t.shape[1]:], future
 
     def sample_time(self, rng, batch: int) -> Float[Array, "b"]:
         """t = (noise_s - s) / noise_s with s ~ Beta(alpha, beta): mass near t = 0 (noisy)."""
@@ -115,10 +125,14 @@ class FlowMatchingActionHead(nnx.Module):
         return (cfg.noise_s - s) / cfg.noise_s
 
     def flow_matching_loss(self, features, state, actions, action_mask, ids, *, noise, t,
-                           rng=None, return_velocity: bool = False):
-        """Masked MSE between predicted and target velocity (spec 5), for given noise and t.
+                           rng=None, return_velocity: bool = False, future_embeddings=None,
+                           future_mask=None, return_terms: bool = False):
+        """Masked MSE between predicted and target velocity (spec 5), for given noise and t,
+        plus the FLARE term when enabled and `future_embeddings` [B, M, D_t] are given.
 
-        features [B, L, D]; state [B, 1, S]; actions, action_mask, noise [B, H, A]; t [B]."""
+        features [B, L, D]; state [B, 1, S]; actions, action_mask, noise [B, H, A]; t [B];
+        future_mask [B] marks samples whose future observation exists. A batch whose action
+        mask is all zero (action-less video) has a flow-matching term of 0, not 0/0."""
         r_vl, r_dit = (None, None) if rng is None else jax.random.split(rng)
         vl = self.process_backbone_output(features, r_vl)
         state_features = self.state_encoder(state, ids)
@@ -127,10 +141,23 @@ class FlowMatchingActionHead(nnx.Module):
         target = actions - noise
         # Truncation toward zero, as torch's .long() does.
         buckets = (t * self.cfg.num_timestep_buckets).astype(jnp.int32)
-        pred = self.velocity(state_features, x_t, buckets, ids, vl=vl, rng=r_dit)
+        use_flare = self.flare_projector is not None and future_embeddings is not None
+        if use_flare:
+            pred, future = self.velocity(state_features, x_t, buckets, ids, vl=vl, rng=r_dit,
+                                         return_future_states=True)
+        else:
+            pred = self.velocity(state_features, x_t, buckets, ids, vl=vl, rng=r_dit)
         mask = action_mask.astype(pred.dtype)
         sq = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)) * mask
-        loss = sq.sum() / mask.sum()
+        total = mask.sum()
+        fm = sq.sum() / jnp.where(total > 0, total, 1.0)  # == sum / total whenever total > 0
+        loss, terms = fm, {"flow_matching": fm}
+        if use_flare:
+            align = self.flare_projector.alignment_loss(future, future_embeddings, future_mask)
+            loss = fm + self.cfg.flare.weight * align
+            terms["flare_alignment"] = align
+        if return_terms:
+            return loss, terms
         return (loss, pred) if return_velocity else loss
 
     def sample(self, features, state, ids, noise, *, num_steps: int | None = None,
@@ -153,3 +180,42 @@ class FlowMatchingActionHead(nnx.Module):
 
         x, _ = jax.lax.scan(euler_step, noise, buckets)
         return x
+
+
+class FlareProjector(nnx.Module):
+    """FLARE's MLP from future-token states (DiT width) to the target embedding width, and the
+    cosine alignment loss. Not part of the GR00T checkpoint layout."""
+
+    def __init__(self, cfg: ActionHeadConfig, *, rngs: nnx.Rngs):
+        e = cfg.input_embedding_dim
+        hidden = cfg.flare.projector_hidden or e
+        self.fc1 = Dense(e, hidden, rngs=rngs, axes=("embed", "mlp"))
+        self.fc2 = Dense(hidden, cfg.flare.target_dim or cfg.backbone_embedding_dim, rngs=rngs,
+                         axes=("mlp", "embed"))
+
+    def __call__(self, x):
+        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
+
+    def alignment_loss(self, future_states, targets, sample_mask=None):
+        """mean over samples (with a future) and tokens of 1 - cos(proj(state), target);
+        targets are constants (no gradient into the encoder that made them)."""
+        pred = self(future_states).astype(jnp.float32)
+        tgt = jax.lax.stop_gradient(targets).astype(jnp.float32)
+        cos = jnp.sum(pred * tgt, -1) / (jnp.linalg.norm(pred, axis=-1) *
+                                         jnp.linalg.norm(tgt, axis=-1) + 1e-6)
+        per_sample = jnp.mean(1.0 - cos, axis=-1)
+        if sample_mask is None:
+            return per_sample.mean()
+        w = sample_mask.astype(jnp.float32)
+        return jnp.sum(per_sample * w) / jnp.maximum(w.sum(), 1.0)
+
+
+def pool_tokens(features, mask, num_out: int):
+    """Masked mean of [B, L, D] features over `num_out` contiguous groups of positions:
+    [B, num_out, D] (the default FLARE target: VLM features of the future frame)."""
+    length = features.shape[1]
+    group = (jnp.arange(length) * num_out) // length
+    onehot = jax.nn.one_hot(group, num_out, dtype=jnp.float32)
+    w = mask.astype(jnp.float32)[..., None] * onehot[None]          # [B, L, M]
+    summed = jnp.einsum("blm,bld->bmd", w, features.astype(jnp.float32))
+    return summed / jnp.maximum(w.sum(1)[..., None], 1.0)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from groot_jax.config import GR00TConfig
-from groot_jax.models.action_head import FlowMatchingActionHead
+from groot_jax.models.action_head import FlowMatchingActionHead, pool_tokens
 from groot_jax.models.eagle import EagleBackbone
 
 
@@ -34,17 +34,35 @@ class GR00T(nnx.Module):
     def backbone_features(self, inputs: dict[str, Any]):
         return self.backbone(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"])
 
-    def compute_loss(self, batch: dict[str, Any], rng: jax.Array, *, train: bool = True):
-        """Flow-matching loss with noise ~ N(0, I) and t from the shifted Beta (spec 5).
-        `train` turns dropout on (the original's backbone has no dropout)."""
+    def future_embeddings(self, batch: dict[str, Any]):
+        """FLARE targets: `batch["future_embeddings"]` [B, M, D] from any frozen encoder, or by
+        default our own VLM features of the future frames (`future_pixel_values`, same prompt),
+        without gradient, pooled to the M future tokens."""
+        if "future_embeddings" in batch:
+            return batch["future_embeddings"]
+        feats = self.backbone(batch["input_ids"], batch["attention_mask"],
+                              batch["future_pixel_values"])
+        pooled = pool_tokens(feats, batch["attention_mask"], self.cfg.action_head.num_future_tokens)
+        return jax.lax.stop_gradient(pooled)
+
+    def compute_loss(self, batch: dict[str, Any], rng: jax.Array, *, train: bool = True,
+                     return_terms: bool = False):
+        """Flow-matching loss with noise ~ N(0, I) and t from the shifted Beta (spec 5), plus
+        FLARE's alignment when enabled. `train` turns dropout on (the original's backbone has
+        no dropout)."""
         r_noise, r_time, r_drop = jax.random.split(rng, 3)
         actions = batch["action"]
         head = self.action_head
         noise = jax.random.normal(r_noise, actions.shape, actions.dtype)
         t = head.sample_time(r_time, actions.shape[0]).astype(actions.dtype)
+        flare = {}
+        if head.flare_projector is not None:
+            flare = {"future_embeddings": self.future_embeddings(batch),
+                     "future_mask": batch.get("future_mask")}
         return head.flow_matching_loss(self.backbone_features(batch), batch["state"], actions,
                                        batch["action_mask"], batch["embodiment_id"], noise=noise,
-                                       t=t, rng=r_drop if train else None)
+                                       t=t, rng=r_drop if train else None,
+                                       return_terms=return_terms, **flare)
 
     def sample_actions(self, inputs: dict[str, Any], rng: jax.Array | None = None, *,
                        noise: jax.Array | None = None, num_steps: int | None = None):
@@ -67,8 +85,8 @@ class GR00TFunctions:
     def module(self, params) -> GR00T:
         return nnx.merge(self.graphdef, params, copy=True)
 
-    def loss(self, params, batch, rng, *, train: bool = True):
-        return self.module(params).compute_loss(batch, rng, train=train)
+    def loss(self, params, batch, rng, *, train: bool = True, return_terms: bool = False):
+        return self.module(params).compute_loss(batch, rng, train=train, return_terms=return_terms)
 
     def sample_actions(self, params, inputs, rng, num_steps: int = 4, noise=None):
         return self.module(params).sample_actions(inputs, rng, noise=noise, num_steps=num_steps)

@@ -1,0 +1,1 @@
+"""Policy server and numpy-only client (ZeroMQ + msgpack)."""
