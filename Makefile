@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 REF := .venv-ref
+LEROBOT_WRITER := .venv-lerobot
 PYTEST_ARGS ?=
 
 .PHONY: demo test parity slow lint clean-venv
@@ -19,10 +20,14 @@ $(VENV)/.installed: pyproject.toml
 $(REF)/.installed: tests/reference/install.sh
 	bash tests/reference/install.sh $(REF)
 
+# lerobot 0.4.4 (writes LeRobot v3.0): the data tests build their v3.0 fixture with it.
+$(LEROBOT_WRITER)/.installed: tests/data/install_lerobot_writer.sh
+	bash tests/data/install_lerobot_writer.sh $(LEROBOT_WRITER)
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/groot-jax demo
 
-test: $(VENV)/.installed $(REF)/.installed
+test: $(VENV)/.installed $(REF)/.installed $(LEROBOT_WRITER)/.installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 parity: $(VENV)/.installed $(REF)/.installed
@@ -35,4 +40,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check groot_jax tests
 
 clean-venv:
-	rm -rf $(VENV) $(REF)
+	rm -rf $(VENV) $(REF) $(LEROBOT_WRITER)

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     from groot_jax.convert.cli import register as register_convert
 
     register_convert(sub)
+    from groot_jax.data.cli import register as register_data
+
+    register_data(sub)
     return parser
 
 

@@ -1,0 +1,79 @@
+"""Mixture specification: sources (pyramid levels and datasets within them) with weights, and
+statistics merged per embodiment tag as the original's LeRobotMixtureDataset does."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from groot_jax.data.errors import DataError
+from groot_jax.data.modality import DataConfig
+from groot_jax.data.stats import merge_stats, source_stats
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """One dataset of a mixture. kind: lerobot (v2.x or v3.0, detected), rlds, actionless."""
+
+    path: str
+    config: DataConfig
+    weight: float = 1.0
+    kind: str = "lerobot"
+    split: str = "train"  # RLDS split
+    name: str | None = None
+
+
+def open_source(spec: SourceSpec):
+    """SourceSpec -> an EpisodeSource."""
+    if spec.kind == "lerobot":
+        import json
+
+        info = Path(spec.path) / "meta" / "info.json"
+        if not info.exists():
+            raise DataError(f"{info}: not found")
+        ver = str(json.loads(info.read_text()).get("codebase_version", ""))
+        if ver.startswith("v3"):
+            from groot_jax.data.lerobot_v3 import LeRobotV3Source
+
+            src = LeRobotV3Source(spec.path, name=spec.name)
+        else:
+            from groot_jax.data.lerobot_v2 import LeRobotV2Source
+
+            src = LeRobotV2Source(spec.path, name=spec.name)
+    elif spec.kind == "rlds":
+        from groot_jax.data.rlds import RLDSSource
+
+        src = RLDSSource(spec.path, spec.config, split=spec.split, name=spec.name)
+    elif spec.kind == "actionless":
+        from groot_jax.data.actionless import ActionlessSource
+
+        src = ActionlessSource(spec.path, name=spec.name)
+    else:
+        raise DataError(f"unknown source kind {spec.kind!r}")
+    src.check_config(spec.config)
+    return src
+
+
+def mixture_stats(sources, specs: list[SourceSpec]) -> dict[str, dict]:
+    """{embodiment_tag: {"state"|"action": {name: {stat: array}}}} merged with the mixture weights
+    over the datasets sharing a tag (one dataset: its own stats). Action-less sources contribute
+    no statistics."""
+    groups: dict[str, list] = {}
+    for src, spec in zip(sources, specs, strict=True):
+        if not src.modality.state and not src.modality.action:
+            continue
+        groups.setdefault(spec.config.embodiment_tag, []).append((source_stats(src), spec.weight))
+    out = {}
+    for tag, items in groups.items():
+        merged = {}
+        for group in ("state", "action"):
+            per = [s[group] for s, _ in items]
+            keys = set(per[0])
+            if any(set(p) != keys for p in per):
+                raise DataError(
+                    f"embodiment {tag}: datasets define different {group} keys "
+                    f"{[sorted(p) for p in per]}"
+                )
+            merged[group] = merge_stats(per, [w for _, w in items]) if keys else {}
+        out[tag] = merged
+    return out

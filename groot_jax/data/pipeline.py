@@ -1,0 +1,178 @@
+"""Grain pipelines: weighted mixture, shuffling, JAX-process sharding, batching, worker processes,
+and iterator state that Orbax saves and restores exactly.
+
+    ds = build_pipeline(specs, PipelineConfig(batch_size=8, num_workers=2), tokenizer_path=...)
+    it = iter(ds); batch = next(it)
+    state = it.get_state()  /  grain.checkpoint.CheckpointSave(it) under Orbax
+
+Index level (deterministic, cheap): each source is MapDataset.range(num_steps) -> shuffle(seed_i)
+-> repeat(); sources are mixed with MapDataset.mix(weights); the mixed index stream is sliced by
+JAX process (`ds[process_index::process_count]`). Element level: a random_map (per-element RNG
+derived from the seed and the element index, so restores are exact) loads the raw sample and applies
+the transforms. Then to_iter_dataset -> batch(batch_fn=collate) -> optional mp_prefetch workers.
+
+Batch (B = batch_size; see groot_jax/models/groot.py):
+  input_ids int32 [B, L] (left padded), attention_mask bool [B, L],
+  pixel_values float32 [B, V, 224, 224, 3], state float32 [B, 1, 64], state_mask bool [B, 1, 64],
+  embodiment_id int32 [B], action float32 [B, 16, 32], action_mask float32 [B, 16, 32],
+  sample_id int64 [B, 3] (source, episode, frame), and with an action-less source in the mixture
+  pseudo_action float32 [B, 16, 32] + pseudo_action_mask float32 [B, 16, 32] (zeros: a slot that
+  latent / inverse-dynamics actions fill later).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import numpy as np
+
+from groot_jax.data.errors import DataError
+from groot_jax.data.mixture import SourceSpec, mixture_stats, open_source
+from groot_jax.data.prompt import PromptTokenizer, left_pad
+from groot_jax.data.transforms import SampleTransform
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    batch_size: int
+    seed: int = 0
+    train: bool = True  # shuffle + repeat + random crop/jitter; False: one ordered pass
+    num_workers: int = 0  # Grain worker processes (mp_prefetch); 0 = in-process
+    per_worker_buffer_size: int = 2
+    read_threads: int = 1  # threads per process running the element map
+    prefetch: int = 4
+    max_seq_len: int | None = None  # fixed prompt length (static shapes); None = batch longest
+    shard_index: int | None = None  # default jax.process_index()
+    shard_count: int | None = None  # default jax.process_count()
+    drop_remainder: bool = True
+    inference_language_quirk: bool = False
+
+
+class LoadAndTransform(grain.transforms.RandomMap):
+    """(source_index, step) -> transformed sample. Picklable for worker processes."""
+
+    def __init__(self, sources, transforms, train: bool):
+        self.sources = sources
+        self.transforms = transforms
+        self.train = train
+
+    def random_map(self, element, rng: np.random.Generator):
+        si, step = int(element[0]), int(element[1])
+        src = self.sources[si]
+        pos, frame = src.locate(step)
+        raw = src.get(pos, frame, self.transforms[si].cfg)
+        out = self.transforms[si](raw, rng if self.train else None)
+        out["sample_id"] = np.array([si, raw["__episode__"], frame], np.int64)
+        return out
+
+
+def make_collate(pad_id: int | None, max_seq_len: int | None):
+    def collate(items):
+        out = {}
+        for k in items[0]:
+            if k == "input_ids":
+                continue
+            try:
+                out[k] = np.stack([it[k] for it in items])
+            except ValueError as e:
+                shapes = sorted({str(np.shape(it[k])) for it in items})
+                raise DataError(f"batch key {k!r}: samples disagree on shape {shapes}") from e
+        if "input_ids" in items[0]:
+            out["input_ids"], out["attention_mask"] = left_pad(
+                [it["input_ids"] for it in items], pad_id, max_seq_len
+            )
+        return out
+
+    return collate
+
+
+@dataclasses.dataclass
+class Pipeline:
+    dataset: grain.IterDataset
+    sources: list
+    stats: dict
+    transforms: list
+
+    def __iter__(self):
+        return iter(self.dataset)
+
+
+def _shard(cfg: PipelineConfig):
+    if cfg.shard_index is not None:
+        return cfg.shard_index, cfg.shard_count or 1
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
+def mixture_index(lengths: list[int], weights: list[float], cfg: PipelineConfig) -> grain.MapDataset:
+    """The index stream: elements (source_index, step). Training: per-source shuffle + repeat, mixed
+    by weight; eval: sources concatenated in order, one pass. Sliced by JAX process."""
+    per_source = []
+    for i, n in enumerate(lengths):
+        if n == 0:
+            raise DataError(f"source {i} of the mixture has no frames")
+        ds = grain.MapDataset.range(n).map(lambda s, i=i: (i, s))
+        if cfg.train:
+            ds = ds.shuffle(seed=cfg.seed + 7919 * i).repeat()
+        per_source.append(ds)
+    if len(per_source) == 1:
+        ds = per_source[0]
+    elif cfg.train:
+        ds = grain.MapDataset.mix(per_source, weights=list(weights))
+    else:
+        ds = grain.MapDataset.concatenate(per_source)
+    idx, count = _shard(cfg)
+    if count > 1:
+        ds = ds[idx::count]
+    return ds
+
+
+def build_pipeline(
+    specs: list[SourceSpec],
+    cfg: PipelineConfig,
+    tokenizer: PromptTokenizer | str | None,
+    stats: dict | None = None,
+    sources=None,
+) -> Pipeline:
+    """Build the mixture pipeline. `stats`: {tag: per-key stats} (e.g. from metadata.json); computed
+    (and merged over the mixture) when None. `tokenizer`: a checkpoint directory or PromptTokenizer."""
+    if not specs:
+        raise DataError("empty mixture")
+    if isinstance(tokenizer, str):
+        tokenizer = PromptTokenizer(tokenizer)
+    sources = sources if sources is not None else [open_source(s) for s in specs]
+    if stats is None:
+        stats = mixture_stats(sources, specs)
+    transforms = []
+    any_actionless = any(not s.has_actions for s in sources)
+    for src, spec in zip(sources, specs, strict=True):
+        st = stats.get(spec.config.embodiment_tag, {"state": {}, "action": {}})
+        transforms.append(
+            SampleTransform(
+                spec.config,
+                src.modality,
+                st,
+                tokenizer,
+                has_actions=src.has_actions,
+                inference_language_quirk=cfg.inference_language_quirk,
+                pseudo_action_slot=any_actionless,
+            )
+        )
+    ds = mixture_index([len(s) for s in sources], [s.weight for s in specs], cfg)
+    ds = ds.random_map(LoadAndTransform(sources, transforms, cfg.train), seed=cfg.seed)
+    it = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch)
+    )
+    pad_id = tokenizer.pad_token_id if tokenizer is not None else None
+    it = it.batch(
+        cfg.batch_size, drop_remainder=cfg.drop_remainder, batch_fn=make_collate(pad_id, cfg.max_seq_len)
+    )
+    if cfg.num_workers > 0:
+        it = it.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=cfg.num_workers, per_worker_buffer_size=cfg.per_worker_buffer_size
+            )
+        )
+    return Pipeline(it, sources, stats, transforms)
