@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     from groot_jax.data.cli import register as register_data
 
     register_data(sub)
+    from groot_jax.serve.cli import register as register_serve
+
+    register_serve(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ inference), so the model stays a pure function at the jit boundary.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import jax
@@ -96,8 +97,10 @@ def attention(q: Array, k: Array, v: Array, *, scale: float, mask: Array | None 
     """Softmax attention with grouped KV heads.
 
     q: [B, T, N, H]; k, v: [B, S, K, H] with N a multiple of K; mask: bool [B, T, S] (True =
-    attend) or None. Logits and softmax in float32. Masked logits get the dtype minimum rather
-    than -inf, as HF's eager path does, so a fully masked row gives finite values.
+    attend) or None. Logits and softmax in float32. A query with no key to attend to (a left-pad
+    position under the causal mask) outputs zeros, as flash attention (the original's LLM
+    backend) and torch >= 2.5 SDPA (lerobot's) do. Padded positions' LLM outputs reach the action
+    head, which attends to every VL token without a mask (spec 14.2), so this choice is visible.
     """
     b, t, n, h = q.shape
     kv_heads = k.shape[2]
@@ -105,7 +108,10 @@ def attention(q: Array, k: Array, v: Array, *, scale: float, mask: Array | None 
     logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, k).astype(jnp.float32) * scale
     if mask is not None:
         logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if mask is not None:
+        probs = probs * jnp.any(mask, axis=-1)[:, None, None, :, None]
+    probs = probs.astype(v.dtype)
     out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v)
     return out.reshape(b, t, n, h)
 
@@ -135,4 +141,23 @@ def scan_layers(layers: nnx.Module, carry: Any, body: Callable[[nnx.Module, Any,
         out = body(nnx.merge(graphdef, layer_state), c, x)
         return out, (out if collect else None)
 
+    if _REMAT_POLICY[0] is not None:
+        step = jax.checkpoint(step, policy=_REMAT_POLICY[0], prevent_cse=False)
     return jax.lax.scan(step, carry, (state, xs))
+
+
+# Rematerialisation of the scan body, set by the trainer while it traces the train step
+# (`with remat_policy(jax.checkpoint_policies.nothing_saveable): ...`). None: no remat.
+_REMAT_POLICY: list[Callable | None] = [None]
+
+
+@contextlib.contextmanager
+def remat_policy(policy: Callable | None):
+    """Trace-time switch: scanned layers recompute activations in the backward pass per
+    `policy` (a `jax.checkpoint_policies` member). Numerics are unchanged."""
+    previous = _REMAT_POLICY[0]
+    _REMAT_POLICY[0] = policy
+    try:
+        yield
+    finally:
+        _REMAT_POLICY[0] = previous

@@ -151,20 +151,28 @@ def run_gr00t(out: Path, seed: int) -> None:
     np.savez(out / "io.npz", **io)
 
 
-def _tiny_eagle_repo() -> str:
-    """Write the tiny Eagle config where lerobot's EagleBackbone looks for it; the repo name."""
+def _tiny_eagle_repo(overrides: dict | None = None) -> str:
+    """Write the tiny Eagle config (with optional `image_token_index` / `vocab_size`
+    overrides, for models paired with a small test tokenizer) where lerobot's EagleBackbone
+    looks for it; returns the repo name."""
     import json
 
     from lerobot.policies.groot import groot_n1
 
-    repo = "local/groot-jax-eagle-tiny"
+    eagle = lerobot_ref.configs("tiny")[0]
+    overrides = overrides or {}
+    if "image_token_index" in overrides:
+        eagle["image_token_index"] = overrides["image_token_index"]
+    if "vocab_size" in overrides:
+        eagle["text_config"]["vocab_size"] = overrides["vocab_size"]
+    repo = "local/groot-jax-eagle-tiny-" + "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
     home = Path(groot_n1.HF_LEROBOT_HOME) / repo
     home.mkdir(parents=True, exist_ok=True)
-    (home / "config.json").write_text(json.dumps(lerobot_ref.configs("tiny")[0], indent=2))
+    (home / "config.json").write_text(json.dumps(eagle, indent=2))
     return repo
 
 
-def _from_pretrained(ckpt: Path, size: str):
+def _from_pretrained(ckpt: Path, size: str, overrides: dict | None = None):
     """lerobot's own loading path: GR00TN15.from_pretrained on a local directory."""
     lerobot_ref._sdpa_instead_of_flash_attention()
     # transformers 5 builds the model on the meta device; torch 2.13 (newer than lerobot's
@@ -187,7 +195,7 @@ def _from_pretrained(ckpt: Path, size: str):
         model_cls.__init__ = init_then_post_init
     cfg = lerobot_ref.GR00TN15Config.from_pretrained(str(ckpt))
     if size == "tiny":  # the Eagle sizes are not in config.json; point at the tiny Eagle config
-        cfg.backbone_cfg = dict(cfg.backbone_cfg, tokenizer_assets_repo=_tiny_eagle_repo())
+        cfg.backbone_cfg = dict(cfg.backbone_cfg, tokenizer_assets_repo=_tiny_eagle_repo(overrides))
     return lerobot_ref.GR00TN15.from_pretrained(str(ckpt), config=cfg,
                                                 torch_dtype=torch.float32).eval()
 
@@ -223,7 +231,11 @@ def _repair_reinitialised(model, ckpt: Path) -> list[str]:
 def run_consume(out: Path, seed: int, size: str = "tiny") -> None:
     """Load the checkpoint in out/ckpt (written by groot-jax) and run get_action on
     out/inputs.npz with its initial noise; write out/outputs.npz."""
-    model = _from_pretrained(out / "ckpt", size)
+    import json
+
+    overrides_file = out / "eagle_overrides.json"
+    overrides = json.loads(overrides_file.read_text()) if overrides_file.exists() else None
+    model = _from_pretrained(out / "ckpt", size, overrides)
     reinitialised = _repair_reinitialised(model, out / "ckpt")
     io = dict(np.load(out / "inputs.npz"))
     batch = io["input_ids"].shape[0]
