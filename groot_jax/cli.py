@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from groot_jax.serve.cli import register as register_serve
 
     register_serve(sub)
+    from groot_jax.eval.cli import register as register_eval
+
+    register_eval(sub)
     return parser
 
 
