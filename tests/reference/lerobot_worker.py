@@ -151,21 +151,21 @@ def run_gr00t(out: Path, seed: int) -> None:
     np.savez(out / "io.npz", **io)
 
 
-def _tiny_eagle_repo(overrides: dict | None = None) -> str:
-    """Write the tiny Eagle config (with optional `image_token_index` / `vocab_size`
+def _eagle_repo(size: str, overrides: dict | None = None) -> str:
+    """Write the Eagle config of `size` (with optional `image_token_index` / `vocab_size`
     overrides, for models paired with a small test tokenizer) where lerobot's EagleBackbone
-    looks for it; returns the repo name."""
+    looks for it (offline there is no hub copy); returns the repo name."""
     import json
 
     from lerobot.policies.groot import groot_n1
 
-    eagle = lerobot_ref.configs("tiny")[0]
+    eagle = lerobot_ref.configs(size)[0]
     overrides = overrides or {}
     if "image_token_index" in overrides:
         eagle["image_token_index"] = overrides["image_token_index"]
     if "vocab_size" in overrides:
         eagle["text_config"]["vocab_size"] = overrides["vocab_size"]
-    repo = "local/groot-jax-eagle-tiny-" + "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
+    repo = f"local/groot-jax-eagle-{size}-" + "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
     home = Path(groot_n1.HF_LEROBOT_HOME) / repo
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.json").write_text(json.dumps(eagle, indent=2))
@@ -194,8 +194,8 @@ def _from_pretrained(ckpt: Path, size: str, overrides: dict | None = None):
         init_then_post_init.groot_jax_post_init = True
         model_cls.__init__ = init_then_post_init
     cfg = lerobot_ref.GR00TN15Config.from_pretrained(str(ckpt))
-    if size == "tiny":  # the Eagle sizes are not in config.json; point at the tiny Eagle config
-        cfg.backbone_cfg = dict(cfg.backbone_cfg, tokenizer_assets_repo=_tiny_eagle_repo(overrides))
+    # The Eagle sizes are not in config.json: point the backbone at the Eagle config of `size`.
+    cfg.backbone_cfg = dict(cfg.backbone_cfg, tokenizer_assets_repo=_eagle_repo(size, overrides))
     return lerobot_ref.GR00TN15.from_pretrained(str(ckpt), config=cfg,
                                                 torch_dtype=torch.float32).eval()
 
