@@ -166,3 +166,28 @@ def check_model_config(tokenizer: PromptTokenizer, model_cfg, data_cfg=None) -> 
         ):
             if d != m:
                 raise DataError(f"data config {data_cfg.name}: {name} {d} != model {m}")
+
+
+def train_tiny_tokenizer(out, corpus: list[str], vocab_size: int = 400):
+    """A small byte-level BPE with the Eagle special tokens and chat template, saved in the
+    Hugging Face layout: for demos and experiments that train a model from scratch (a real
+    checkpoint ships its own Qwen3 tokenizer). Returns the directory."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<|im_start|>", "<|im_end|>", IMG_START, IMG_END, IMG_CONTEXT, "<|endoftext|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = list(corpus) + ["You are a helpful assistant.", "system user assistant image",
+                           DEFAULT_LANGUAGE] + [str([c]) for c in corpus]
+    tok.train_from_iterator(text * 10, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>",
+                                   eos_token="<|im_end|>", additional_special_tokens=special[:5])
+    fast.chat_template = EAGLE_CHAT_TEMPLATE
+    fast.save_pretrained(Path(out))
+    return Path(out)
