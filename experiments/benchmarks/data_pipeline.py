@@ -1,15 +1,28 @@
 """Data pipeline throughput vs the raw PyAV decode rate of the same videos.
 
-    .venv/bin/python experiments/benchmarks/data_pipeline.py [--workers 2] [--episodes 8] [--frames 150]
+    .venv/bin/python experiments/benchmarks/data_pipeline.py [--workers 2] [--mode both|host|device]
 
 Builds a LeRobot v2.1 dataset (one 256x256 camera, h264 yuv420p GOP 2 like lerobot's `vcodec="h264"`,
-or --codec libx264rgb / libsvtav1), then measures, side by side:
-  raw sequential   PyAV decoding every frame of every file, in `workers` processes (the physical
-                   decode limit: no seeks, no transforms)
-  raw random       PyAV seek + decode of one frame at a random timestamp, the pipeline's access pattern
+or --codec libx264rgb / libsvtav1), then measures, side by side, each with `workers` processes:
+  raw sequential   PyAV alone decoding every frame of every file to RGB (the physical decode limit:
+                   no seeks, no transforms)
+  raw random       PyAV alone: seek + decode + RGB of one frame at a random timestamp (the
+                   pipeline's access pattern; containers kept open, no groot_jax code)
   pipeline         the full training pipeline (shuffled mixture index, decode, crop 0.95, resize
                    224x224, colour jitter, normalization, prompt tokenization, batching) with
-                   `workers` Grain worker processes; samples/s after a warm-up.
+                   `workers` Grain worker processes; samples/s after a warm-up
+  pipeline, device augment (--mode both/device)
+                   the same with SampleTransform(device_augment=True): the host decodes and crops,
+                   resize/jitter/normalization are left to groot_jax.data.device_augment inside
+                   the train step (not timed here: it runs on the accelerator)
+Both raw rows convert to RGB with one kept swscale context per file (a fresh one per frame, as
+`frame.to_ndarray(format="rgb24")` does after a seek, is slower and would flatter the ratios).
+The machine is shared, so every row is a timed window of --seconds (all workers decode in the same
+window), and the raw rates are measured before and after the pipeline rows and averaged (both are
+printed): compare the ratios of one run rather than absolute rates across runs. Because other jobs
+share the cores, the CPU cost per item (user+system seconds of every process involved, via psutil)
+is also reported; raw-random CPU per frame / pipeline CPU per sample is the throughput ratio the
+pipeline would reach on otherwise idle cores, where both are CPU bound.
 """
 
 from __future__ import annotations
@@ -28,37 +41,86 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def _decode_all(paths):
-    import av
+def _wait(start_at: float):
+    time.sleep(max(0.0, start_at - time.time()))
 
-    n = 0
-    for p in paths:
-        with av.open(str(p)) as c:
+
+def _decode_all(args):
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    paths, start_at, seconds = args
+    _wait(start_at)
+    cpu = time.process_time()
+    n, i = 0, 0
+    while time.time() < start_at + seconds:  # files in turn, whole files, until the window ends
+        with av.open(str(paths[i % len(paths)])) as c:
             s = c.streams.video[0]
             s.codec_context.thread_count = 1
+            rgb = VideoReformatter()
             for f in c.decode(s):
-                f.to_ndarray(format="rgb24")
+                rgb.reformat(f, format="rgb24").to_ndarray()
                 n += 1
-    return n
+        i += 1
+    return n, time.time(), time.process_time() - cpu
 
 
 def _decode_random(args):
-    paths, lengths, fps, n, seed = args
-    from groot_jax.data.video import VideoDecoder
+    """PyAV alone: per access, seek to the keyframe before t, decode up to the frame at t, RGB."""
+    import av
+    from av.video.reformatter import VideoReformatter
 
+    paths, lengths, fps, seconds, seed, start_at = args
     rng = np.random.default_rng(seed)
-    dec = VideoDecoder()
-    for _ in range(n):
+    open_ = []
+    for p in paths:
+        c = av.open(str(p))
+        c.streams.video[0].codec_context.thread_count = 1
+        open_.append((c, c.streams.video[0], VideoReformatter()))
+    _wait(start_at)
+    cpu = time.process_time()
+    n = 0
+    while time.time() < start_at + seconds:
+        n += 1
         e = int(rng.integers(len(paths)))
-        dec.frames(str(paths[e]), [int(rng.integers(lengths[e])) / fps])
-    return n
+        c, s, rgb = open_[e]
+        t = int(rng.integers(lengths[e])) / fps
+        c.seek(int(t / s.time_base), stream=s, backward=True, any_frame=False)
+        for f in c.decode(s):
+            if f.pts is not None and float(f.pts * s.time_base) >= t - 0.4 / fps:
+                rgb.reformat(f, format="rgb24").to_ndarray()
+                break
+    end, cpu = time.time(), time.process_time() - cpu
+    for c, _, _ in open_:
+        c.close()
+    return n, end, cpu
 
 
-def _parallel(fn, chunks, workers):
-    t = time.perf_counter()
+def _parallel(fn, chunks, workers, start_at):
+    """Runs fn over chunks in `workers` spawned processes that all start decoding at `start_at`
+    (after their imports and opens); -> (items, seconds until the last one finished, CPU seconds
+    of all workers)."""
     with mp.get_context("spawn").Pool(workers) as pool:
-        n = sum(pool.map(fn, chunks))
-    return n, time.perf_counter() - t
+        res = pool.map(fn, chunks, chunksize=1)
+    return sum(r[0] for r in res), max(r[1] for r in res) - start_at, sum(r[2] for r in res)
+
+
+def _cpu_tree() -> float:
+    """CPU seconds (user + system) of this process and its live children (Grain workers)."""
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    procs = [psutil.Process()]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for pr in procs:
+        try:
+            c = pr.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def main():
@@ -69,9 +131,12 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--codec", default="h264", choices=["h264", "libx264rgb", "libsvtav1"])
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--batches", type=int, default=60)
+    ap.add_argument("--batches", type=int, default=60, help="at least this many timed batches")
+    ap.add_argument("--seconds", type=float, default=6.0, help="length of each timed window")
     ap.add_argument("--no-jitter", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="Grain read threads per process")
+    ap.add_argument("--mode", default="both", choices=["host", "device", "both"],
+                    help="pipeline with host transforms, with device augmentation (host part), or both")
     args = ap.parse_args()
 
     from absl import flags
@@ -129,11 +194,17 @@ def main():
 
     w = args.workers
     chunks = [paths[i::w] for i in range(w)]
-    n, dt = _parallel(_decode_all, chunks, w)
-    raw_seq = n / dt
-    nrand = 1500
-    n, dt = _parallel(_decode_random, [(paths, lengths, 30, nrand // w, i) for i in range(w)], w)
-    raw_rand = n / dt
+
+    def raw_rates():
+        start = time.time() + 4  # after the workers' start-up
+        n, dt, cpu = _parallel(_decode_all, [(c, start, args.seconds) for c in chunks], w, start)
+        seq, seq_cpu = n / dt, cpu / n
+        start = time.time() + 4
+        jobs = [(paths, lengths, 30, args.seconds, i, start) for i in range(w)]
+        n, dt, cpu = _parallel(_decode_random, jobs, w, start)
+        return seq, n / dt, seq_cpu, cpu / n
+
+    raw_before = raw_rates()
 
     cfg = DataConfig(
         name="bench",
@@ -146,36 +217,73 @@ def main():
         action_normalization={"action.arm": "min_max", "action.gripper": "min_max"},
         color_jitter=None if args.no_jitter else (0.3, 0.4, 0.5, 0.08),
     )
-    p = build_pipeline(
-        [SourceSpec(str(root), cfg)],
-        PipelineConfig(
-            batch_size=args.batch,
-            seed=0,
-            num_workers=w,
-            read_threads=args.threads,
-            per_worker_buffer_size=4,
-        ),
-        str(tok),
-    )
-    it = iter(p)
-    t = time.perf_counter()
-    for _ in range(2 * w):  # warm-up: worker start, first batches
-        next(it)
-    warm = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(args.batches):
-        b = next(it)
-    dt = time.perf_counter() - t
-    pipe = args.batches * args.batch / dt
-    assert b["pixel_values"].shape == (args.batch, 1, 224, 224, 3)
+    def run_pipeline(device_augment: bool):
+        p = build_pipeline(
+            [SourceSpec(str(root), cfg)],
+            PipelineConfig(
+                batch_size=args.batch,
+                seed=0,
+                num_workers=w,
+                read_threads=args.threads,
+                per_worker_buffer_size=4,
+            ),
+            str(tok),
+        )
+        # PipelineConfig has no switch for it yet: set it on the transforms before the workers
+        # start (they receive pickled copies at iter()).
+        for tr in p.transforms:
+            tr.device_augment = device_augment
+        it = iter(p)
+        t = time.perf_counter()
+        for _ in range(2 * w):  # warm-up: worker start, first batches
+            next(it)
+        warm = time.perf_counter() - t
+        t, cpu = time.perf_counter(), _cpu_tree()
+        n = 0
+        while n < args.batches or time.perf_counter() - t < args.seconds:
+            b = next(it)
+            n += 1
+        dt, cpu = time.perf_counter() - t, _cpu_tree() - cpu
+        if device_augment:
+            assert b["pixel_u8"].shape[:2] == (args.batch, 1)
+            assert b["augment"].shape == (args.batch, 1, 8)
+        else:
+            assert b["pixel_values"].shape == (args.batch, 1, 224, 224, 3)
+        it.close()  # stop the Grain workers before the next measurement
+        return args.batch * n / dt, warm, cpu / (args.batch * n)
 
-    print(f"{'':28s}{'frames or samples/s':>22s}{'pipeline / this':>18s}")
-    print(f"{'raw PyAV sequential decode':28s}{raw_seq:22.1f}{pipe / raw_seq:18.1%}")
-    print(f"{'raw PyAV random-access decode':28s}{raw_rand:22.1f}{pipe / raw_rand:18.1%}")
-    print(f"{'full pipeline (' + str(w) + ' workers)':28s}{pipe:22.1f}")
+    rows = []
+    if args.mode in ("host", "both"):
+        rows.append((f"full pipeline ({w} workers)", *run_pipeline(False)))
+    if args.mode in ("device", "both"):
+        rows.append(("pipeline, device augment", *run_pipeline(True)))
+
+    raw_after = raw_rates()
+    raw_seq, raw_rand, seq_cpu, rand_cpu = (
+        (a + b) / 2 for a, b in zip(raw_before, raw_after, strict=True)
+    )
+
     print(
-        f"(pipeline warm-up {warm:.1f}s; {args.batches} batches of {args.batch}; jitter "
-        f"{'off' if args.no_jitter else 'on'}; {w} processes in every row)"
+        f"{'':30s}{'items/s':>9s}{'/ raw seq':>11s}{'/ raw rand':>11s}"
+        f"{'CPU ms/item':>13s}{'CPU: raw rand / this':>22s}"
+    )
+    print(f"{'raw PyAV sequential decode':30s}{raw_seq:9.1f}{'':22s}{seq_cpu * 1e3:13.3f}")
+    print(
+        f"{'raw PyAV random-access decode':30s}{raw_rand:9.1f}{raw_rand / raw_seq:11.1%}{'':11s}"
+        f"{rand_cpu * 1e3:13.3f}"
+    )
+    for name, rate, _, cpu in rows:
+        print(
+            f"{name:30s}{rate:9.1f}{rate / raw_seq:11.1%}{rate / raw_rand:11.1%}{cpu * 1e3:13.3f}"
+            f"{rand_cpu / cpu:22.1%}"
+        )
+    print(
+        f"(raw rates: mean of before / after the pipelines: sequential {raw_before[0]:.0f} / "
+        f"{raw_after[0]:.0f}, random {raw_before[1]:.0f} / {raw_after[1]:.0f}; windows of "
+        f">= {args.seconds:g}s; pipeline warm-up {', '.join(f'{r[2]:.1f}s' for r in rows)}; "
+        f"batches of {args.batch}; jitter {'off' if args.no_jitter else 'on'}; {w} processes in "
+        f"every row; CPU ms/item: user+system CPU of all processes involved (for the pipelines the "
+        f"main process too) per frame or sample, insensitive to other jobs on the machine)"
     )
 
 

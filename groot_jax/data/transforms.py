@@ -13,11 +13,15 @@ eval) -> resize 224x224 bilinear with antialias (torchvision semantics) -> colou
 State/action: rotation conversion, then normalization per key; `sin_cos` state keys become
 [sin x, cos x]; keys concatenated in config order; zero padding to 64/32 with masks. More dims than
 the maximum raise DataError (the original silently truncates state above 64).
+With `SampleTransform(..., device_augment=True)` (off by default) the sample carries the cropped
+uint8 frames `pixel_u8` [V*T_o, ch, cw, 3] and the jitter draws `augment` [V*T_o, 8] instead of
+`pixel_values`, which groot_jax.data.device_augment computes on the accelerator.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -29,6 +33,41 @@ from groot_jax.data.normalize import Normalizer
 from groot_jax.data.prompt import PromptTokenizer, format_language
 
 # ---------------------------------------------------------------- video
+#
+# Implementation notes (speed; every output is bit-identical to the straightforward formulation,
+# see tests/data/test_fast_transforms.py, which keeps that formulation as its reference):
+# * images are processed planar ([3, T, H, W], channels outermost) so every plane is contiguous;
+#   all operations are elementwise or per-plane, so the layout does not change a single bit;
+# * the crop is taken on the uint8 frames (before conversion);
+# * intermediates live in per-thread workspace buffers reused across samples (fresh multi-100 kB
+#   arrays cost page faults that were most of the time of the resize), ops run in place;
+# * np.mod in the HSV conversion (slow) is replaced by adding/subtracting 0 or 1 (or 6) by mask:
+#   exact on the value ranges that occur (Sterbenz), hence the same floats as np.mod.
+
+_F32 = np.float32
+
+
+class _Workspace(threading.local):
+    def __init__(self):
+        self.bufs: dict = {}
+
+
+_WS = _Workspace()
+_WS_MAX_BYTES = 16 << 20  # larger scratch arrays are not kept
+
+
+def _buf(name: str, shape, dtype=np.float32) -> np.ndarray:
+    """A per-thread scratch array (contents undefined), reused by later calls with the same name,
+    shape and dtype: valid until the next call that asks for it. Arrays over 16 MB are fresh."""
+    key = (name, tuple(shape), np.dtype(dtype))
+    b = _WS.bufs.get(key)
+    if b is None:
+        if int(np.prod(shape)) * key[2].itemsize > _WS_MAX_BYTES:  # e.g. a whole episode
+            return np.empty(shape, dtype)
+        if len(_WS.bufs) >= 256:  # many different image sizes: start over
+            _WS.bufs.clear()
+        b = _WS.bufs[key] = np.empty(shape, dtype)
+    return b
 
 
 @functools.lru_cache(maxsize=64)
@@ -63,35 +102,65 @@ def _aa_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     for i, (xmin, ws) in enumerate(rows):
         idx[i, : len(ws)] = np.arange(xmin, xmin + len(ws))
         wts[i, : len(ws)] = ws
+    idx.flags.writeable = False
+    wts.flags.writeable = False
     return idx, wts
 
 
-def _resample(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
-    """One separable pass. Accumulation emulates torch's CPU kernel compiled with fused multiply-add:
-    out = x0*w0 (float32), then out = fma(xk, wk, out) rounded to float32 once per tap (the float64
-    product of two float32 values is exact)."""
-    idx, wts = _aa_taps(x.shape[axis], out_size)
+@functools.lru_cache(maxsize=64)
+def _tap_planes(in_size: int, out_size: int):
+    """_aa_taps per tap: (indices [K, out] intp, weights float32 [K, out], weights float64 [K, out])."""
+    idx, wts = _aa_taps(in_size, out_size)
+    out = (
+        np.ascontiguousarray(idx.T.astype(np.intp)),
+        np.ascontiguousarray(wts.T),
+        np.ascontiguousarray(wts.T.astype(np.float64)),
+    )
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+def _resample_planar(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
+    """One separable pass over float32 `x` along `axis` (-1 or -2) into a workspace buffer.
+    Accumulation emulates torch's CPU kernel compiled with fused multiply-add: out = x0*w0
+    (float32), then for each further tap out = float32(float64(out) + float64(xk) * float64(wk))
+    (the float64 product of two float32 values is exact)."""
+    idx, w32, w64 = _tap_planes(x.shape[axis], out_size)
     shape = [1] * x.ndim
     shape[axis] = out_size
-    acc = np.take(x, idx[:, 0], axis=axis) * wts[:, 0].reshape(shape)
-    for k in range(1, idx.shape[1]):
-        term = np.take(x, idx[:, k], axis=axis).astype(np.float64) * wts[:, k].astype(
-            np.float64
-        ).reshape(shape)
-        acc = (acc + term).astype(np.float32)
+    oshape = list(x.shape)
+    oshape[axis] = out_size
+    acc = _buf(f"resample{axis}", oshape)
+    np.take(x, idx[0], axis=axis, out=acc, mode="clip")
+    acc *= w32[0].reshape(shape)
+    if idx.shape[0] > 1:
+        x64 = _buf(f"resample{axis}_x64", x.shape, np.float64)
+        np.copyto(x64, x)
+        term = _buf(f"resample{axis}_term", oshape, np.float64)
+        for k in range(1, idx.shape[0]):
+            np.take(x64, idx[k], axis=axis, out=term, mode="clip")
+            term *= w64[k].reshape(shape)
+            np.add(acc, term, out=acc, casting="same_kind")  # float64 sum, rounded to float32
     return acc
+
+
+def _resize_planar(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """float32 [..., H, W] planes -> [..., out_h, out_w] (a workspace buffer unless no pass runs):
+    horizontal pass, then vertical."""
+    if x.shape[-1] != out_w:
+        x = _resample_planar(x, -1, out_w)
+    if x.shape[-2] != out_h:
+        x = _resample_planar(x, -2, out_h)
+    return x
 
 
 def resize_aa(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """float32 [..., H, W, C] -> [..., out_h, out_w, C]; bilinear, antialias, align_corners=False
     (torchvision Resize on tensors): horizontal pass first, then vertical."""
     x = np.asarray(x, np.float32)
-    h, w = x.shape[-3], x.shape[-2]
-    if w != out_w:
-        x = _resample(x, x.ndim - 2, out_w)
-    if h != out_h:
-        x = _resample(x, x.ndim - 3, out_h)
-    return x
+    p = np.ascontiguousarray(np.moveaxis(x, -1, 0))
+    return np.array(np.moveaxis(_resize_planar(p, out_h, out_w), 0, -1), order="C", copy=True)
 
 
 def crop_box(h: int, w: int, scale: float, rng: np.random.Generator | None):
@@ -103,34 +172,136 @@ def crop_box(h: int, w: int, scale: float, rng: np.random.Generator | None):
     return top, left, ch, cw
 
 
-def _gray(x):
-    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+def _gray(x, out=None):
+    """Luma 0.299 r + 0.587 g + 0.114 b of planar float32 [3, ...] -> [...] (into `out`)."""
+    if out is None:
+        out = np.empty(x.shape[1:], np.float32)
+    tmp = _buf("gray_tmp", x.shape[1:])
+    np.multiply(x[0], _F32(0.299), out=out)
+    np.multiply(x[1], _F32(0.587), out=tmp)
+    out += tmp
+    np.multiply(x[2], _F32(0.114), out=tmp)
+    out += tmp
+    return out
+
+
+def _select(dst: np.ndarray, mask: np.ndarray, src) -> None:
+    """dst = where(mask, src, dst) on contiguous float32, in place and bitwise (branch-free: numpy's
+    masked copies cost ~10x more on irregular masks). src: float32 array or scalar."""
+    d = dst.view(np.int32)
+    m = _buf("select_mask", dst.shape, np.int32)
+    np.subtract(np.int32(0), mask.view(np.uint8), out=m)  # 0 or all ones
+    tmp = _buf("select_tmp", dst.shape, np.int32)
+    sb = np.float32(src).view(np.int32) if np.ndim(src) == 0 else src.view(np.int32)
+    np.bitwise_xor(d, sb, out=tmp)
+    tmp &= m
+    d ^= tmp
 
 
 def _rgb_to_hsv(r, g, b):
-    """torchvision's _rgb2hsv on float planes in [0, 1] -> (h, s, v) planes, h in [0, 1)."""
-    maxc = np.maximum(np.maximum(r, g), b)
-    minc = np.minimum(np.minimum(r, g), b)
-    eqc = maxc == minc
-    cr = maxc - minc
-    one = np.float32(1)
-    s = cr / np.where(eqc, one, maxc)
-    crd = np.where(eqc, one, cr)
-    rc, gc, bc = (maxc - r) / crd, (maxc - g) / crd, (maxc - b) / crd
-    h = np.where(maxc == r, bc - gc, np.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = np.mod(h * np.float32(1 / 6) + one, one)
+    """torchvision's _rgb2hsv on float planes in [0, 1] -> (h, s, v) planes, h in [0, 1).
+    The results are workspace buffers (valid until the next call)."""
+    shp, one = r.shape, _F32(1)
+    maxc, minc = _buf("hsv_max", shp), _buf("hsv_min", shp)
+    np.maximum(r, g, out=maxc)
+    np.maximum(maxc, b, out=maxc)
+    np.minimum(r, g, out=minc)
+    np.minimum(minc, b, out=minc)
+    eqc = np.equal(maxc, minc, out=_buf("hsv_eq", shp, bool))
+    cr = np.subtract(maxc, minc, out=_buf("hsv_cr", shp))
+    den = minc  # minc is not needed any more: den = where(eqc, 1, maxc)
+    np.copyto(den, maxc)
+    _select(den, eqc, one)
+    s = np.divide(cr, den, out=_buf("hsv_s", shp))
+    _select(cr, eqc, one)  # cr becomes crd = where(eqc, 1, cr)
+    rc = np.subtract(maxc, r, out=_buf("hsv_rc", shp))
+    rc /= cr
+    gc = np.subtract(maxc, g, out=_buf("hsv_gc", shp))
+    gc /= cr
+    bc = np.subtract(maxc, b, out=_buf("hsv_bc", shp))
+    bc /= cr
+    # h = where(maxc == r, bc - gc, where(maxc == g, 2 + rc - bc, 4 + gc - rc))
+    h = np.add(_F32(4.0), gc, out=_buf("hsv_h", shp))
+    h -= rc
+    t, m = den, eqc
+    np.add(_F32(2.0), rc, out=t)
+    t -= bc
+    np.equal(maxc, g, out=m)
+    _select(h, m, t)
+    np.subtract(bc, gc, out=t)
+    np.equal(maxc, r, out=m)
+    _select(h, m, t)
+    # h = mod(h / 6 + 1, 1); h / 6 + 1 lies in [5/6, 11/6], where mod is an exact subtraction
+    h *= _F32(1 / 6)
+    h += one
+    np.greater_equal(h, one, out=m)
+    h -= m  # subtracts 1.0 where h >= 1, 0.0 elsewhere
     return h, s, maxc
 
 
-def _hsv_to_rgb(h, s, v):
-    """Inverse of _rgb_to_hsv (the sector formula torchvision's _hsv2rgb implements) -> [..., 3]."""
-    h6 = h * np.float32(6)
-    vs = v * s
-    out = []
-    for n in (5.0, 3.0, 1.0):
-        k = np.mod(np.float32(n) + h6, np.float32(6))
-        out.append(v - vs * np.clip(np.minimum(k, np.float32(4) - k), 0, 1))
-    return np.stack(out, -1)
+def _hsv_to_rgb_into(h, s, v, out):
+    """Inverse of _rgb_to_hsv (the sector formula torchvision's _hsv2rgb implements), written into
+    planar `out` [3, ...]. k = mod(n + 6h, 6) with n + 6h in [n, n + 6]: an exact subtraction."""
+    shp = h.shape
+    h6 = np.multiply(h, _F32(6), out=_buf("rgb_h6", shp))
+    vs = np.multiply(v, s, out=_buf("rgb_vs", shp))
+    k, m = _buf("rgb_k", shp), _buf("rgb_m", shp)
+    mask = _buf("rgb_mask", shp, bool)
+    six, four = _F32(6), _F32(4)
+    for c, n in enumerate((5.0, 3.0, 1.0)):
+        np.add(_F32(n), h6, out=k)
+        np.greater_equal(k, six, out=mask)
+        np.multiply(mask, six, out=m)
+        k -= m  # k - 6 where k >= 6, k - 0 elsewhere
+        np.subtract(four, k, out=m)
+        np.minimum(k, m, out=m)
+        np.clip(m, 0, 1, out=m)
+        m *= vs
+        np.subtract(v, m, out=out[c])
+    return out
+
+
+def draw_jitter(rng: np.random.Generator, brightness, contrast, saturation, hue):
+    """The random draws of one color_jitter call, in order: (fb, fc, fs, fh float32, order [4]
+    of 0 brightness / 1 contrast / 2 saturation / 3 hue)."""
+    fb = np.float32(rng.uniform(max(0, 1 - brightness), 1 + brightness))
+    fc = np.float32(rng.uniform(max(0, 1 - contrast), 1 + contrast))
+    fs = np.float32(rng.uniform(max(0, 1 - saturation), 1 + saturation))
+    fh = np.float32(rng.uniform(-hue, hue))
+    return fb, fc, fs, fh, rng.permutation(4)
+
+
+def _jitter_planar(
+    x: np.ndarray, rng: np.random.Generator, brightness, contrast, saturation, hue
+) -> np.ndarray:
+    """color_jitter on planar float32 [3, T, H, W] (modified in place and returned)."""
+    fb, fc, fs, fh, order = draw_jitter(rng, brightness, contrast, saturation, hue)
+    for op in order:
+        if op == 0:
+            x *= fb
+            np.clip(x, 0, 1, out=x)
+        elif op == 1:
+            g = _gray(x, _buf("jitter_gray", x.shape[1:]))
+            mean = g.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)
+            x *= fc
+            x += (1 - fc) * mean
+            np.clip(x, 0, 1, out=x)
+        elif op == 2:
+            g = _gray(x, _buf("jitter_gray", x.shape[1:]))
+            g *= 1 - fs
+            x *= fs
+            x += g
+            np.clip(x, 0, 1, out=x)
+        else:
+            h, sat, v = _rgb_to_hsv(x[0], x[1], x[2])
+            h += fh  # mod(h + fh, 1), h + fh in [-0.5, 1.5]
+            mask = _buf("jitter_mask", h.shape, bool)
+            np.less(h, 0, out=mask)
+            h += mask  # + 1 where h < 0 (rounded like np.mod's fmod(h, 1) + 1)
+            np.greater_equal(h, 1, out=mask)
+            h -= mask
+            x = _hsv_to_rgb_into(h, sat, v, x)
+    return x
 
 
 def color_jitter(
@@ -144,44 +315,97 @@ def color_jitter(
     """torchvision ColorJitter semantics on float [T, H, W, 3] in [0, 1]: random order of the four
     adjustments, factors uniform in [1-b, 1+b] etc., hue shift uniform in [-hue, hue]. One set of
     factors per call (the original applies one transform to the whole [T] stack of a view)."""
-    fb = np.float32(rng.uniform(max(0, 1 - brightness), 1 + brightness))
-    fc = np.float32(rng.uniform(max(0, 1 - contrast), 1 + contrast))
-    fs = np.float32(rng.uniform(max(0, 1 - saturation), 1 + saturation))
-    fh = np.float32(rng.uniform(-hue, hue))
-    for op in rng.permutation(4):
-        if op == 0:
-            x = np.clip(x * fb, 0, 1)
-        elif op == 1:
-            mean = _gray(x).mean(axis=(-2, -1), keepdims=True, dtype=np.float32)[..., None]
-            x = np.clip(fc * x + (1 - fc) * mean, 0, 1)
-        elif op == 2:
-            g = _gray(x)[..., None]
-            x = np.clip(fs * x + (1 - fs) * g, 0, 1)
-        else:
-            r, g, b = (np.ascontiguousarray(x[..., c]) for c in range(3))
-            h, sat, v = _rgb_to_hsv(r, g, b)
-            x = _hsv_to_rgb(np.mod(h + fh, np.float32(1)), sat, v)
-    return x.astype(np.float32, copy=False)
+    p = np.array(np.moveaxis(np.asarray(x, np.float32), -1, 0), order="C", copy=True)
+    p = _jitter_planar(p, rng, brightness, contrast, saturation, hue)
+    return np.ascontiguousarray(np.moveaxis(p, 0, -1))
+
+
+def _video_planar_u8(
+    frames: np.ndarray, cfg: DataConfig, rng: np.random.Generator | None, key: str
+) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> uint8 planar [3, T, S, S] in a workspace buffer (see video_transform)."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise DataError(f"{key}: expected uint8 [T,H,W,3], got {frames.dtype} {frames.shape}")
+    t, h, w = frames.shape[:3]
+    top, left, ch, cw = crop_box(h, w, cfg.crop_scale, rng)
+    x = _buf("video_in", (3, t, ch, cw))
+    np.copyto(x, frames[:, top : top + ch, left : left + cw].transpose(3, 0, 1, 2))
+    x /= _F32(255.0)
+    x = _resize_planar(x, cfg.image_size, cfg.image_size)
+    if rng is not None and cfg.color_jitter is not None:  # x is a workspace buffer: in place
+        x = _jitter_planar(x, rng, *cfg.color_jitter)
+    x *= _F32(255)
+    out = _buf("video_out", x.shape, np.uint8)
+    np.copyto(out, x, casting="unsafe")  # truncating cast, as astype(uint8)
+    return out
 
 
 def video_transform(
     frames: np.ndarray, cfg: DataConfig, rng: np.random.Generator | None, key: str = "video"
 ) -> np.ndarray:
     """uint8 [T, H, W, 3] -> uint8 [T, S, S, 3] (S = cfg.image_size). rng None = eval."""
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise DataError(f"{key}: expected uint8 [T,H,W,3], got {frames.dtype} {frames.shape}")
-    x = frames.astype(np.float32) / 255.0
-    h, w = x.shape[1:3]
-    top, left, ch, cw = crop_box(h, w, cfg.crop_scale, rng)
-    x = x[:, top : top + ch, left : left + cw]
-    x = resize_aa(x, cfg.image_size, cfg.image_size)
-    if rng is not None and cfg.color_jitter is not None:
-        x = color_jitter(x, rng, *cfg.color_jitter)
-    return (x * 255).astype(np.uint8)
+    return np.ascontiguousarray(_video_planar_u8(frames, cfg, rng, key).transpose(1, 2, 3, 0))
+
+
+def device_augment_inputs(
+    views: list[np.ndarray], cfg: DataConfig, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Host half of the optional on-device augmentation (groot_jax/data/device_augment.py):
+    the same random draws as views_to_pixel_values, in the same order, but only the crop is
+    applied. Returns (pixel_u8 uint8 [T*V, ch, cw, 3] (t v), augment float32 [T*V, 8]) with
+    augment = (fb, fc, fs, fh, op0..op3); ops are -1 when there is no jitter (eval / disabled)."""
+    crops, params = [], []
+    for k, frames in zip(cfg.video_keys, views, strict=True):
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise DataError(f"{k}: expected uint8 [T,H,W,3], got {frames.dtype} {frames.shape}")
+        t, h, w = frames.shape[:3]
+        top, left, ch, cw = crop_box(h, w, cfg.crop_scale, rng)
+        crops.append(frames[:, top : top + ch, left : left + cw])
+        p = np.array([1, 1, 1, 0, -1, -1, -1, -1], np.float32)
+        if rng is not None and cfg.color_jitter is not None:
+            fb, fc, fs, fh, order = draw_jitter(rng, *cfg.color_jitter)
+            p = np.array([fb, fc, fs, fh, *order], np.float32)
+        params.append(np.broadcast_to(p, (t, 8)))
+    shapes = {c.shape for c in crops}
+    if len(shapes) > 1:
+        raise DataError(
+            f"device augmentation needs views of one shape; crops are {sorted(shapes)} "
+            f"({', '.join(cfg.video_keys)})"
+        )
+    u8 = np.stack(crops, 1)  # [T, V, ch, cw, 3]
+    return (
+        u8.reshape((-1,) + u8.shape[2:]),
+        np.ascontiguousarray(np.stack(params, 1).reshape(-1, 8)),
+    )
+
+
+def _pixel_values_inplace(x: np.ndarray) -> np.ndarray:
+    x /= _F32(255.0)
+    x -= _F32(0.5)
+    x /= _F32(0.5)
+    return x
 
 
 def to_pixel_values(u8: np.ndarray) -> np.ndarray:
-    return ((u8.astype(np.float32) / 255.0 - 0.5) / 0.5).astype(np.float32)
+    """uint8 -> float32 (u8 / 255 - 0.5) / 0.5."""
+    return _pixel_values_inplace(u8.astype(np.float32))
+
+
+def views_to_pixel_values(
+    views: list[np.ndarray], cfg: DataConfig, rng: np.random.Generator | None
+) -> np.ndarray:
+    """{view: uint8 [T, H, W, 3]} in cfg.video_keys order -> pixel_values float32
+    [T*V, S, S, 3] ordered (t v): video_transform per view (drawing from `rng` view by view),
+    then to_pixel_values."""
+    out = None
+    for i, (k, frames) in enumerate(zip(cfg.video_keys, views, strict=True)):
+        u8 = _video_planar_u8(frames, cfg, rng, k)
+        if out is None:
+            out = np.empty((u8.shape[1], len(views)) + u8.shape[2:] + (3,), np.float32)
+        elif u8.shape[1] != out.shape[0]:
+            raise DataError(f"{k}: {u8.shape[1]} frames, the first view has {out.shape[0]}")
+        np.copyto(out[:, i], u8.transpose(1, 2, 3, 0))
+    return _pixel_values_inplace(out.reshape((-1,) + out.shape[2:]))
 
 
 # ---------------------------------------------------------------- state / action
@@ -322,8 +546,13 @@ class SampleTransform:
         has_actions: bool = True,
         inference_language_quirk: bool = False,
         pseudo_action_slot: bool = False,
+        device_augment: bool = False,
     ):
+        """device_augment: emit cropped uint8 frames + augmentation parameters (`pixel_u8`,
+        `augment`) instead of `pixel_values`, for groot_jax.data.device_augment to finish on the
+        accelerator (equal to the host path within rounding; see that module). Off by default."""
         self.cfg = cfg
+        self.device_augment = device_augment
         self.pseudo_action_slot = pseudo_action_slot
         self.codec = StateActionCodec(cfg, modality, stats)
         self.tokenizer = tokenizer
@@ -331,13 +560,35 @@ class SampleTransform:
         self.quirk = inference_language_quirk
         self.embodiment_id = np.int32(embodiment_id(cfg.embodiment_tag))
 
+    def __getstate__(self):  # the prompt cache is rebuilt per process
+        d = dict(self.__dict__)
+        d["_prompt_cache"] = {}
+        return d
+
+    def _input_ids(self, num_images: int, text: str) -> np.ndarray:
+        """Tokenized prompt, memoised: the prompt is a pure function of (num_images, text) and a
+        dataset has few distinct task strings, while rendering + tokenizing costs ~0.5 ms."""
+        cache = self.__dict__.setdefault("_prompt_cache", {})
+        key = (id(self.tokenizer), num_images, text)
+        ids = cache.get(key)
+        if ids is None:
+            ids = self.tokenizer(num_images, text)
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[key] = ids
+        return ids.copy()
+
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         cfg = self.cfg
-        views = [video_transform(sample[k], cfg, rng, k) for k in cfg.video_keys]  # each [T,S,S,3]
-        imgs = np.stack(views, 1).reshape((-1,) + views[0].shape[1:]) if views else None  # (t v)
         out = {"embodiment_id": self.embodiment_id}
-        if imgs is not None:
-            out["pixel_values"] = to_pixel_values(imgs)
+        n_img = 0
+        if cfg.video_keys and getattr(self, "device_augment", False):
+            views = [sample[k] for k in cfg.video_keys]
+            out["pixel_u8"], out["augment"] = device_augment_inputs(views, cfg, rng)
+            n_img = out["pixel_u8"].shape[0]
+        elif cfg.video_keys:  # [T*V, S, S, 3], images ordered (t v)
+            out["pixel_values"] = views_to_pixel_values([sample[k] for k in cfg.video_keys], cfg, rng)
+            n_img = out["pixel_values"].shape[0]
         out["state"], out["state_mask"] = self.codec.state(sample)
         if self.has_actions and all(k in sample for k in cfg.action_keys):
             out["action"], out["action_mask"] = self.codec.action(sample)
@@ -352,5 +603,5 @@ class SampleTransform:
         if self.tokenizer is not None:
             lang = sample.get(cfg.language_keys[0]) if cfg.language_keys else None
             text = format_language(lang, self.quirk)
-            out["input_ids"] = self.tokenizer(0 if imgs is None else imgs.shape[0], text)
+            out["input_ids"] = self._input_ids(n_img, text)
         return out

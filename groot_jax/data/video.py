@@ -7,7 +7,8 @@ timestamp. This rules out the "first frame forever" failure: a decoder never sub
 
 The cache keeps up to `max_open` containers open (LRU) and, per file, the position of the last
 decoded frame, so reading forward (the next frame, or a few frames later) continues decoding
-without a seek; reading backward or far ahead seeks to the preceding keyframe.
+without a seek; reading backward or far ahead seeks to the preceding keyframe. Only the requested
+frame is converted to RGB, with a swscale context kept per open file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from groot_jax.data.errors import DataError
 
@@ -35,6 +37,13 @@ class _Open:
     frames: object = None  # generator of decoded frames, positioned after `last_t`
     last_t: float = -1.0
     last_frame: np.ndarray | None = None
+    # One reformatter per open file: `frame.to_ndarray(format="rgb24")` builds a new swscale
+    # context for every frame that follows a seek (~0.4 ms of a ~1.2 ms random access at 256x256);
+    # a kept reformatter reuses it (same conversion, same pixels).
+    reformatter: VideoReformatter = dataclasses.field(default_factory=VideoReformatter)
+
+    def rgb(self, frame) -> np.ndarray:
+        return self.reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 class VideoDecoder:
@@ -121,7 +130,7 @@ class VideoDecoder:
                 if ft < t - tol:
                     continue
                 o.last_t = ft
-                o.last_frame = frame.to_ndarray(format="rgb24")
+                o.last_frame = o.rgb(frame)
                 if abs(ft - t) <= tol:
                     return o.last_frame
                 break  # passed t without a matching frame
