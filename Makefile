@@ -24,8 +24,11 @@ $(REF)/.installed: tests/reference/install.sh
 $(LEROBOT_WRITER)/.installed: tests/data/install_lerobot_writer.sh
 	bash tests/data/install_lerobot_writer.sh $(LEROBOT_WRITER)
 
+# The CPU main job: small synthetic dataset -> train the tiny preset with checkpoints -> loss
+# curve -> open-loop eval vs a mean-action baseline -> export (groot-jax + PyTorch GR00T layout).
 demo: $(VENV)/.installed
-	$(VENV)/bin/groot-jax demo
+	rm -rf runs/demo
+	$(PY) -m groot_jax.train.demo runs/demo
 
 test: $(VENV)/.installed $(REF)/.installed $(LEROBOT_WRITER)/.installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

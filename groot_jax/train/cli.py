@@ -1,0 +1,85 @@
+"""`groot-jax train --config NAME|configs/X.py [--dry-run] [key.path=value ...]`.
+
+Overrides are TrainConfig fields by dotted path, given positionally or with `--set`:
+`groot-jax train --config configs/finetune_n15.py --dry-run batch_size=4 mesh.fsdp=8`."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import json
+from pathlib import Path
+
+from groot_jax.train.config import TrainConfig, apply_overrides
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _config_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix != ".py":
+        path = CONFIG_DIR / f"{name}.py"
+    elif not path.is_absolute() and not path.exists():   # "configs/x.py" from another cwd
+        path = CONFIG_DIR.parent / path
+    if not path.exists():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise FileNotFoundError(f"no run config {name!r} at {path}; known: {known}.{hint}")
+    return path
+
+
+def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
+    """`configs/<name>.py`'s get_config() (or a path to such a file), then overrides."""
+    path = _config_path(name)
+    spec = importlib.util.spec_from_file_location(f"groot_run_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return apply_overrides(mod.get_config(), overrides or [])
+
+
+def _train(args: argparse.Namespace) -> int:
+    import jax
+
+    from groot_jax.train import loop
+
+    if args.cpu_devices:
+        # Simulated CPU devices (for dry runs of multi-chip meshes); must precede backend start.
+        jax.config.update("jax_platforms", "cpu")
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    loop.maybe_initialize_distributed()
+    cfg = load_config(args.config, [*args.set, *args.overrides])
+    if args.dry_run:
+        from groot_jax.train import memory
+
+        r = memory.report(cfg)
+        print(memory.format_report(r))
+        if args.json:
+            print(json.dumps(r))
+        return 0
+    data_iter = None
+    if cfg.data == "pyramid":
+        # A pyramid run config (configs/pyramid_*.py) also defines get_pyramid(cfg): its levels
+        # become the Grain mixture the loop trains on.
+        from groot_jax.train import pyramid
+
+        cfg, pyr = pyramid.load_run(_config_path(args.config), [*args.set, *args.overrides])
+        data_iter = pyramid.data_iterator(cfg, pyr)
+    result = loop.train(cfg, data_iter=data_iter)
+    print(f"{result.status} at step {max(result.losses) if result.losses else result.start_step}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train or fine-tune (sharded, resumable)")
+    p.add_argument("--config", required=True, help="configs/<name>.py or a path to one")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a TrainConfig field, e.g. --set optim.lr=3e-4 --set mesh.fsdp=8")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="TrainConfig overrides, e.g. optim.lr=3e-4 mesh.fsdp=8 batch_size=4")
+    p.add_argument("--dry-run", action="store_true",
+                   help="compile the step and print per-device memory; do not train")
+    p.add_argument("--cpu-devices", type=int, default=0, metavar="N",
+                   help="run on N simulated CPU devices (e.g. --dry-run of an 8-chip mesh)")
+    p.add_argument("--json", action="store_true", help="with --dry-run, also print JSON")
+    p.set_defaults(func=_train)

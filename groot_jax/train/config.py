@@ -1,0 +1,144 @@
+"""`TrainConfig`: everything about a training run that is not the model architecture.
+
+Defaults follow Isaac-GR00T's `scripts/gr00t_finetune.py` (spec 5): AdamW lr 1e-4, betas
+(0.95, 0.999), eps 1e-8, weight decay 1e-5, cosine schedule with 5% warmup, VLM frozen
+(tune_visual=False, tune_llm=False), projector and DiT trained. Overrides use dotted paths:
+`apply_overrides(cfg, ["optim.lr=3e-4", "mesh.fsdp=8"])`.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import json
+from typing import Any, Literal
+
+from groot_jax.config import GR00TConfig, preset
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    b1: float = 0.95
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 1e-5
+    warmup_ratio: float = 0.05
+    schedule: Literal["cosine", "constant"] = "cosine"
+    clip_norm: float | None = 1.0          # global-norm gradient clipping; None = off
+    moments_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def __post_init__(self):
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"OptimConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.moments_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"OptimConfig.moments_dtype must be float32|bfloat16, "
+                             f"got {self.moments_dtype!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    data: int = -1        # -1: all devices not used by fsdp x tensor
+    fsdp: int = 1
+    tensor: int = 1
+    layout: Literal["dp", "fsdp", "fsdp_tp"] = "fsdp"
+    min_shard_bytes: int = 4 * 2**20   # smaller arrays stay replicated
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    dir: str | None = None       # None: no checkpoints
+    every: int = 500
+    keep: int = 3
+    async_save: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    name: str = "default"
+    model: str = "n1_5_3b"                 # preset name in groot_jax.config.PRESETS
+    model_overrides: tuple[tuple[str, Any], ...] = ()
+    # What is trained (the original's flags; finetune-script defaults).
+    tune_visual: bool = False
+    tune_llm: bool = False
+    tune_projector: bool = True
+    tune_diffusion_model: bool = True
+    lora_rank: int = 0                     # > 0: LoRA on the action head's dense kernels instead
+    lora_alpha: float = 16.0
+    # Random init of the action head's per-embodiment weights when no params_fn is given:
+    # "original" (N(0, 0.02), as the torch model) or "fan_in" (for small from-scratch runs; see
+    # groot_jax.train.state.default_params_fn).
+    category_init: Literal["original", "fan_in"] = "original"
+    # Precision.
+    param_dtype: Literal["float32", "bfloat16"] = "float32"    # trainable master weights
+    frozen_dtype: Literal["float32", "bfloat16"] = "bfloat16"  # frozen weights
+    compute_dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    remat: Literal["none", "full", "dots"] = "none"           # policy on scanned layers
+    # Schedule and batch.
+    steps: int = 10_000
+    batch_size: int = 32                   # global batch per optimizer step
+    grad_accum: int = 1                    # micro-batches per step (batch_size % grad_accum == 0)
+    seed: int = 0
+    optim: OptimConfig = OptimConfig()
+    mesh: MeshConfig = MeshConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    # Logging.
+    log_every: int = 10
+    log_dir: str | None = None             # TensorBoard event files; None: checkpoint dir / tb
+    wandb_project: str | None = None
+    progress: bool = True
+    peak_flops_per_device: float | None = None   # for MFU; None: guess from the device kind
+    # Data (synthetic until the real pipeline is wired; see groot_jax/train/synthetic.py).
+    data: str = "synthetic"
+    num_views: int = 1
+    prompt_len: int = 24
+
+    def __post_init__(self):
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"TrainConfig.batch_size={self.batch_size} is not a multiple of "
+                             f"grad_accum={self.grad_accum}")
+        for f in ("param_dtype", "frozen_dtype", "compute_dtype"):
+            if getattr(self, f) not in ("float32", "bfloat16"):
+                raise ValueError(f"TrainConfig.{f} must be float32|bfloat16, got {getattr(self, f)!r}")
+        if self.category_init not in ("original", "fan_in"):
+            raise ValueError(f"TrainConfig.category_init must be original|fan_in, "
+                             f"got {self.category_init!r}")
+        if self.remat not in ("none", "full", "dots"):
+            raise ValueError(f"TrainConfig.remat must be none|full|dots, got {self.remat!r}")
+
+    def model_config(self) -> GR00TConfig:
+        return preset(self.model, **dict(self.model_overrides))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, default=str)
+
+
+def _parse_value(text: str) -> Any:
+    # Only "None"/"null" mean None: lowercase "none" is a legitimate value (remat=none).
+    if text in ("None", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _replace_path(obj: Any, path: list[str], value: Any) -> Any:
+    names = [f.name for f in dataclasses.fields(obj)]
+    if path[0] not in names:
+        near = difflib.get_close_matches(path[0], names, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise KeyError(f"{type(obj).__name__} has no field {path[0]!r}.{hint}")
+    if len(path) == 1:
+        return dataclasses.replace(obj, **{path[0]: value})
+    return dataclasses.replace(obj, **{path[0]: _replace_path(getattr(obj, path[0]), path[1:], value)})
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+    """Apply `key.path=value` strings (values parsed as Python literals, else strings)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key.path=value")
+        key, text = item.split("=", 1)
+        cfg = _replace_path(cfg, key.strip().split("."), _parse_value(text.strip()))
+    return cfg

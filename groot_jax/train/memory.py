@@ -1,0 +1,73 @@
+"""`--dry-run`: compile the sharded train step for the configured mesh and batch and report
+per-device memory from XLA's memory analysis, without allocating the state or running it."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from groot_jax import sharding
+from groot_jax.train import loop
+from groot_jax.train import state as state_lib
+from groot_jax.train.config import TrainConfig
+
+GiB = 2**30
+
+
+def abstract_batch(cfg: TrainConfig, mesh) -> dict:
+    m = cfg.model_config()
+    b, v = cfg.batch_size, cfg.num_views
+    seq = cfg.prompt_len + v * m.backbone.tokens_per_image
+    size = m.backbone.vision.image_size
+    ah = m.action_head
+    sh = sharding.batch_sharding(mesh)
+    spec = dict(input_ids=((b, seq), np.int32), attention_mask=((b, seq), np.bool_),
+                pixel_values=((b, v, size, size, 3), np.float32),
+                state=((b, 1, ah.max_state_dim), np.float32), embodiment_id=((b,), np.int32),
+                action=((b, ah.action_horizon, ah.action_dim), np.float32),
+                action_mask=((b, ah.action_horizon, ah.action_dim), np.float32))
+    return {k: jax.ShapeDtypeStruct(s, d, sharding=sh) for k, (s, d) in spec.items()}
+
+
+def report(cfg: TrainConfig, mesh=None) -> dict:
+    """Bytes per device: arguments (state + batch), outputs, temporaries, and their peak sum."""
+    mesh = mesh or loop.build_mesh(cfg)
+    s = state_lib.setup(cfg, mesh)
+    step = loop.jit_train_step(cfg, s)
+    rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=sharding.replicated(mesh))
+    compiled = step.lower(s.abstract_state, abstract_batch(cfg, mesh), rng).compile()
+    ma = compiled.memory_analysis()
+    state_bytes = _per_device_bytes(s.abstract_state)
+    out = dict(devices=int(np.prod(list(mesh.shape.values()))), mesh=dict(mesh.shape),
+               batch_size=cfg.batch_size, trainable=s.n_trainable, frozen=s.n_frozen,
+               state_bytes=state_bytes,
+               argument_bytes=int(ma.argument_size_in_bytes),
+               output_bytes=int(ma.output_size_in_bytes),
+               alias_bytes=int(ma.alias_size_in_bytes),
+               temp_bytes=int(ma.temp_size_in_bytes),
+               generated_code_bytes=int(ma.generated_code_size_in_bytes))
+    # Donated state aliases its outputs, so peak = arguments + outputs - aliased + temporaries.
+    out["peak_bytes"] = (out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"]
+                         + out["temp_bytes"])
+    return out
+
+
+def _per_device_bytes(abstract) -> int:
+    total = 0
+    for a in jax.tree.leaves(abstract):
+        shard = a.sharding.shard_shape(a.shape)
+        total += int(np.prod(shard)) * np.dtype(a.dtype).itemsize
+    return total
+
+
+def format_report(r: dict) -> str:
+    g = lambda k: f"{r[k] / GiB:7.2f} GiB"
+    return "\n".join([
+        f"mesh {r['mesh']} ({r['devices']} devices), global batch {r['batch_size']}",
+        f"parameters: trainable {r['trainable']:,}, frozen {r['frozen']:,}",
+        f"per device: train state {g('state_bytes')}",
+        f"            arguments   {g('argument_bytes')}  (state + batch)",
+        f"            outputs     {g('output_bytes')}  (aliased with donated inputs: "
+        f"{r['alias_bytes'] / GiB:.2f} GiB)",
+        f"            temporaries {g('temp_bytes')}  (activations, gradients, workspace)",
+        f"            peak        {g('peak_bytes')}",
+    ])

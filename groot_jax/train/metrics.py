@@ -1,0 +1,128 @@
+"""Analytic FLOP count, MFU, and the metric sinks (progress bar, TensorBoard, W&B); process 0 only.
+
+FLOPs per example are counted from the model config: 2 * tokens * (in * out) for every matmul
+weight, plus 4 * T * S * width for attention (scores and weighted sum). A training step costs
+forward + 2 x forward (activation and weight gradients) for the parts that are differentiated
+(the action head; the backbone only when tune_llm / tune_visual), and forward only elsewhere.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+
+from groot_jax.config import GR00TConfig
+
+# Dense bf16 peak FLOP/s per chip (vendor figures), for MFU.
+PEAK_FLOPS = {"TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12,
+              "TPU v5p": 459e12, "TPU v4": 275e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def peak_flops(device: jax.Device | None = None) -> float | None:
+    kind = (device or jax.devices()[0]).device_kind
+    for name, flops in PEAK_FLOPS.items():
+        if name.lower() in kind.lower():
+            return flops
+    return None
+
+
+def forward_flops(cfg: GR00TConfig, seq_len: int, num_views: int = 1) -> dict[str, float]:
+    """Forward FLOPs per example, per component (backbone vision / llm, action head)."""
+    bb, ah = cfg.backbone, cfg.action_head
+    v = bb.vision
+    p = v.num_patches * num_views
+    vis = 2 * p * (v.patch_size**2 * v.num_channels) * v.hidden_size
+    vis += v.num_layers * (2 * p * (4 * v.hidden_size**2 + 2 * v.hidden_size * v.intermediate_size)
+                           + num_views * 4 * v.num_patches**2 * v.hidden_size)
+    vis += 2 * bb.tokens_per_image * num_views * bb.connector_in_dim * bb.llm.hidden_size  # mlp1
+    m = bb.llm
+    d, q, kv = m.hidden_size, m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
+    llm = m.num_layers * (2 * seq_len * (2 * d * q + 2 * d * kv + 3 * d * m.intermediate_size)
+                          + 4 * seq_len**2 * q)
+    if bb.project_to_dim:
+        llm += 2 * seq_len * d * bb.project_to_dim
+    e, h = ah.input_embedding_dim, ah.action_horizon
+    s = 1 + ah.num_future_tokens + h
+    head = 2 * (ah.max_state_dim * ah.hidden_size + ah.hidden_size * e)                  # state enc.
+    head += 2 * h * (ah.action_dim * e + 2 * e * e + e * e)                              # action enc.
+    head += 2 * s * (ah.hidden_size * ah.hidden_size + ah.hidden_size * ah.action_dim)   # decoder
+    if ah.use_vlln:
+        w = ah.backbone_embedding_dim
+        head += ah.vl_self_attention.num_layers * (2 * seq_len * (4 * w * w + 8 * w * w)
+                                                   + 4 * seq_len**2 * w)
+    dit = ah.dit
+    n_cross = dit.num_layers // 2 if dit.interleave_self_attention else dit.num_layers
+    n_self = dit.num_layers - n_cross
+    kv_dim = dit.cross_attention_dim or e
+    ff = 2 * s * 8 * e * e
+    head += n_cross * (2 * s * 2 * e * e + 2 * seq_len * 2 * kv_dim * e + ff + 4 * s * seq_len * e)
+    head += n_self * (2 * s * 4 * e * e + ff + 4 * s * s * e)
+    head += 2 * s * e * dit.output_dim
+    return {"vision": float(vis), "llm": float(llm), "action_head": float(head)}
+
+
+def train_flops_per_example(cfg: GR00TConfig, seq_len: int, num_views: int, *, tune_visual: bool,
+                            tune_llm: bool) -> float:
+    f = forward_flops(cfg, seq_len, num_views)
+    back_llm = tune_llm or tune_visual
+    return (f["vision"] * (3 if tune_visual else 1) + f["llm"] * (3 if back_llm else 1)
+            + 3 * f["action_head"])
+
+
+class Logger:
+    """Progress bar + TensorBoard (+ optional W&B), active on process 0 only."""
+
+    def __init__(self, log_dir: str | None, *, total_steps: int, progress: bool = True,
+                 wandb_project: str | None = None, config: dict | None = None,
+                 initial_step: int = 0):
+        self.active = jax.process_index() == 0
+        self.tb = self.bar = self.wandb = None
+        if not self.active:
+            return
+        if log_dir:
+            from tensorboardX import SummaryWriter
+            self.tb = SummaryWriter(log_dir)
+        if progress:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True)
+        if wandb_project:
+            import wandb  # optional dependency
+            self.wandb = wandb.init(project=wandb_project, config=config)
+
+    def log(self, step: int, metrics: dict[str, Any], advance: int = 0) -> None:
+        if not self.active:
+            return
+        if self.bar is not None:
+            if advance:
+                self.bar.update(advance)
+            if metrics:
+                self.bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()
+                                      if k in ("loss", "lr", "samples_per_s", "mfu")})
+        if metrics and self.tb is not None:
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"train/{k}", float(v), step)
+        if metrics and self.wandb is not None:
+            self.wandb.log(dict(metrics), step=step)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+class Throughput:
+    def __init__(self):
+        self.t0, self.n = time.perf_counter(), 0
+
+    def add(self, examples: int) -> None:
+        self.n += examples
+
+    def rate(self) -> float:
+        dt = time.perf_counter() - self.t0
+        r = self.n / dt if dt > 0 else 0.0
+        self.t0, self.n = time.perf_counter(), 0
+        return r

@@ -1,0 +1,100 @@
+"""Pure `train_step(state, batch, rng) -> (state, metrics)` and `eval_step`: the jit boundary.
+
+Mixed precision: the image and state inputs are cast to `compute_dtype`, so the SigLIP / LLM /
+VL path runs in bf16 (Dense layers cast their kernels to the input dtype; norms and softmax
+compute in fp32). The flow-matching path (noise, t, x_t, buckets) stays fp32 because t in bf16
+would quantize the timestep buckets. Master weights stay in `param_dtype`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from groot_jax.models import layers
+from groot_jax.train import optimizer
+from groot_jax.train.config import TrainConfig
+from groot_jax.train.state import TrainState
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+COMPUTE_CAST_KEYS = ("pixel_values", "state")
+
+
+def cast_inputs(batch: dict, cfg: TrainConfig) -> dict:
+    dt = jnp.dtype(cfg.compute_dtype)
+    return {k: (v.astype(dt) if k in COMPUTE_CAST_KEYS else v) for k, v in batch.items()}
+
+
+def make_loss_fn(fns, cfg: TrainConfig) -> Callable:
+    def loss_fn(train_params, frozen, batch, rng, train: bool = True):
+        params = optimizer.merge_params(train_params, frozen, cfg)
+        with layers.remat_policy(REMAT_POLICIES[cfg.remat]):
+            return fns.loss(params, cast_inputs(batch, cfg), rng, train=train)
+    return loss_fn
+
+
+def _micro_batches(batch: dict, n: int) -> dict:
+    """[B, ...] -> [n, B/n, ...] taking rows i::n for micro-batch i, so every device keeps its
+    own rows (the batch axis is sharded contiguously) and no data moves."""
+    def split(x):
+        x = x.reshape(x.shape[0] // n, n, *x.shape[1:])
+        return jnp.swapaxes(x, 0, 1)
+    return jax.tree.map(split, batch)
+
+
+def make_train_step(fns, cfg: TrainConfig, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule) -> Callable[[TrainState, dict, jax.Array], Any]:
+    loss_fn = make_loss_fn(fns, cfg)
+    grad_fn = jax.value_and_grad(loss_fn)
+
+    def train_step(state: TrainState, batch: dict, rng: jax.Array):
+        rng = jax.random.fold_in(rng, state.step)
+        if cfg.grad_accum == 1:
+            loss, grads = grad_fn(state.params, state.frozen, batch, rng)
+        else:
+            micro = _micro_batches(batch, cfg.grad_accum)
+            zeros = jax.tree.map(jnp.zeros_like, state.params)
+
+            def body(carry, inp):
+                g_acc, l_acc = carry
+                mb, i = inp
+                loss_i, g = grad_fn(state.params, state.frozen, mb, jax.random.fold_in(rng, i))
+                return (jax.tree.map(jnp.add, g_acc, g), l_acc + loss_i), None
+
+            (grads, loss), _ = jax.lax.scan(body, (zeros, jnp.zeros([], jnp.float32)),
+                                            (micro, jnp.arange(cfg.grad_accum)))
+            grads = jax.tree.map(lambda g: g / cfg.grad_accum, grads)
+            loss = loss / cfg.grad_accum
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step),
+                   "param_norm": optax.tree.norm(params)}
+        return new, metrics
+
+    return train_step
+
+
+def make_eval_step(fns, cfg: TrainConfig) -> Callable:
+    """Loss without dropout and without gradients."""
+    loss_fn = make_loss_fn(fns, cfg)
+
+    def eval_step(state: TrainState, batch: dict, rng: jax.Array):
+        return {"loss": loss_fn(state.params, state.frozen, batch, rng, train=False)}
+
+    return eval_step
+
+
+def make_sample_fn(fns, cfg: TrainConfig, num_steps: int = 4) -> Callable:
+    """Actions [B, H, A] from a state (for open-loop evaluation)."""
+    def sample(state: TrainState, inputs: dict, rng: jax.Array):
+        params = optimizer.merge_params(state.params, state.frozen, cfg)
+        return fns.sample_actions(params, cast_inputs(inputs, cfg), rng, num_steps=num_steps)
+    return sample
