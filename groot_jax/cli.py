@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     from groot_jax.eval.cli import register as register_eval
 
     register_eval(sub)
+    from groot_jax.train.cli import register as register_train
+
+    register_train(sub)
+    from groot_jax.latent.cli import register as register_latent
+
+    register_latent(sub)
+    from groot_jax.train.pyramid import register as register_pyramid
+
+    register_pyramid(sub)
     return parser
 
 

@@ -9,6 +9,10 @@ EMBODIMENT_TAG_TO_ID: dict[str, int] = {
     "oxe_droid": 17,
     "agibot_genie1": 26,
     "new_embodiment": 31,
+    # Latent actions from the VQ-VAE (groot-jax latent-actions label) train their own projector
+    # slot, as GR00T N1 treats them as a separate embodiment. Slot 30 is our choice (the original's
+    # latent-action slot is not published); it is unused by the tags above.
+    "latent_action": 30,
 }
 
 

@@ -21,6 +21,9 @@ class SourceSpec:
     kind: str = "lerobot"
     split: str = "train"  # RLDS split
     name: str | None = None
+    # A label sidecar (latent actions or IDM pseudo-actions, see sidecar_actions.py) whose
+    # per-frame labels become this source's actions.
+    action_sidecar: str | None = None
 
 
 def open_source(spec: SourceSpec):
@@ -50,6 +53,10 @@ def open_source(spec: SourceSpec):
         src = ActionlessSource(spec.path, name=spec.name)
     else:
         raise DataError(f"unknown source kind {spec.kind!r}")
+    if spec.action_sidecar is not None:
+        from groot_jax.data.sidecar_actions import SidecarActionSource
+
+        src = SidecarActionSource(src, spec.action_sidecar)
     src.check_config(spec.config)
     return src
 
@@ -67,13 +74,16 @@ def mixture_stats(sources, specs: list[SourceSpec]) -> dict[str, dict]:
     for tag, items in groups.items():
         merged = {}
         for group in ("state", "action"):
-            per = [s[group] for s, _ in items]
-            keys = set(per[0])
+            # Datasets without this group (action-less video with pseudo-actions has no state)
+            # neither contribute to nor conflict with the others' statistics.
+            have = [(s[group], w) for s, w in items if s[group]]
+            per = [p for p, _ in have]
+            keys = set(per[0]) if per else set()
             if any(set(p) != keys for p in per):
                 raise DataError(
                     f"embodiment {tag}: datasets define different {group} keys "
                     f"{[sorted(p) for p in per]}"
                 )
-            merged[group] = merge_stats(per, [w for _, w in items]) if keys else {}
+            merged[group] = merge_stats(per, [w for _, w in have]) if keys else {}
         out[tag] = merged
     return out

@@ -17,11 +17,14 @@ Batch (B = batch_size; see groot_jax/models/groot.py):
   embodiment_id int32 [B], action float32 [B, 16, 32], action_mask float32 [B, 16, 32],
   sample_id int64 [B, 3] (source, episode, frame), and with an action-less source in the mixture
   pseudo_action float32 [B, 16, 32] + pseudo_action_mask float32 [B, 16, 32] (zeros: a slot that
-  latent / inverse-dynamics actions fill later).
+  latent / inverse-dynamics actions fill later), and with `PipelineConfig.future_offset` = H (FLARE)
+  future_pixel_values float32 [B, V, 224, 224, 3] (the frames H steps ahead, same crop and jitter)
+  + future_mask bool [B] (whether t + H is inside the episode).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import grain
@@ -30,7 +33,7 @@ import numpy as np
 from groot_jax.data.errors import DataError
 from groot_jax.data.mixture import SourceSpec, mixture_stats, open_source
 from groot_jax.data.prompt import PromptTokenizer, left_pad
-from groot_jax.data.transforms import SampleTransform
+from groot_jax.data.transforms import SampleTransform, to_pixel_values, video_transform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,24 +50,41 @@ class PipelineConfig:
     shard_count: int | None = None  # default jax.process_count()
     drop_remainder: bool = True
     inference_language_quirk: bool = False
+    future_offset: int | None = None  # FLARE: also emit the frames this many steps ahead
 
 
 class LoadAndTransform(grain.transforms.RandomMap):
     """(source_index, step) -> transformed sample. Picklable for worker processes."""
 
-    def __init__(self, sources, transforms, train: bool):
+    def __init__(self, sources, transforms, train: bool, future_offset: int | None = None):
         self.sources = sources
         self.transforms = transforms
         self.train = train
+        self.future_offset = future_offset
 
     def random_map(self, element, rng: np.random.Generator):
         si, step = int(element[0]), int(element[1])
         src = self.sources[si]
         pos, frame = src.locate(step)
         raw = src.get(pos, frame, self.transforms[si].cfg)
+        # The future frames must get the crop and jitter of the current ones: replay the rng.
+        replay = copy.deepcopy(rng) if (self.train and self.future_offset) else None
         out = self.transforms[si](raw, rng if self.train else None)
+        if self.future_offset:
+            out.update(self._future(src, pos, frame, self.transforms[si].cfg, replay))
         out["sample_id"] = np.array([si, raw["__episode__"], frame], np.int64)
         return out
+
+    def _future(self, src, pos: int, frame: int, cfg, rng) -> dict:
+        """Frames `future_offset` steps ahead of each observation index (clamped into the
+        episode), transformed like the current ones (SampleTransform draws the views' crops
+        first, in this order)."""
+        ep = src.episode(pos)
+        idx = frame + self.future_offset + np.asarray(cfg.observation_indices)
+        views = [video_transform(src.video(pos, ep, k, idx), cfg, rng, k) for k in cfg.video_keys]
+        imgs = np.stack(views, 1).reshape((-1,) + views[0].shape[1:])
+        return {"future_pixel_values": to_pixel_values(imgs),
+                "future_mask": np.bool_(frame + self.future_offset < int(src.episode_lengths[pos]))}
 
 
 def make_collate(pad_id: int | None, max_seq_len: int | None):
@@ -161,7 +181,10 @@ def build_pipeline(
             )
         )
     ds = mixture_index([len(s) for s in sources], [s.weight for s in specs], cfg)
-    ds = ds.random_map(LoadAndTransform(sources, transforms, cfg.train), seed=cfg.seed)
+    if cfg.future_offset is not None and cfg.future_offset <= 0:
+        raise DataError(f"PipelineConfig.future_offset must be positive, got {cfg.future_offset}")
+    ds = ds.random_map(LoadAndTransform(sources, transforms, cfg.train, cfg.future_offset),
+                       seed=cfg.seed)
     it = ds.to_iter_dataset(
         grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch)
     )

@@ -61,6 +61,7 @@ def test_presets_and_tags():
         "oxe_droid": 17,
         "agibot_genie1": 26,
         "new_embodiment": 31,
+        "latent_action": 30,  # ours: the VQ-VAE latent-action slot (not in the original)
     }
     for name, make in PRESETS.items():
         cfg = make()
