@@ -98,6 +98,42 @@ def samples(demos, transform: SampleTransform, text: str, horizon: int = 16):
     return out
 
 
+def constant_policy(action: np.ndarray, horizon: int = 16):
+    """A policy that ignores the observation and repeats one action (zero or the demo mean)."""
+    def get_action(obs):
+        b = len(obs["state.hand"])
+        chunk = np.broadcast_to(action, (b, horizon, action.shape[-1]))
+        return {"action.ee_delta": chunk[..., :3], "action.gripper": chunk[..., 3:]}
+    return get_action
+
+
+def random_policy(lo: np.ndarray, hi: np.ndarray, seed: int = 0, horizon: int = 16):
+    """Uniform random actions within the demos' per-dimension range."""
+    rng = np.random.default_rng(seed)
+
+    def get_action(obs):
+        b = len(obs["state.hand"])
+        chunk = rng.uniform(lo, hi, (b, horizon, lo.shape[-1])).astype(np.float32)
+        return {"action.ee_delta": chunk[..., :3], "action.gripper": chunk[..., 3:]}
+    return get_action
+
+
+def baselines(demos, args) -> dict:
+    """Observation-blind policies on the same held-out variations: what success needs no model."""
+    acts = np.concatenate([d["action"] for d in demos])
+    policies = {"zero action": constant_policy(np.zeros(acts.shape[-1], np.float32)),
+                "mean demo action": constant_policy(acts.mean(0).astype(np.float32)),
+                "random action": random_policy(acts.min(0), acts.max(0))}
+    out = {}
+    for name, fn in policies.items():
+        r = rollout(fn, args.task, list(range(args.episodes)), seed=1,
+                    max_steps=args.max_steps, image_size=args.image)
+        out[name] = {"successes": r.successes, "episodes": r.episodes, "rate": r.rate,
+                     "wilson95": list(r.interval)}
+        print(f"{name}: {r.successes}/{r.episodes}", flush=True)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--task", default="reach-v3")
@@ -109,6 +145,8 @@ def main():
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--max-steps", type=int, default=150)
     p.add_argument("--out", type=Path, default=Path("runs/closed_loop"))
+    p.add_argument("--baselines-only", action="store_true",
+                   help="skip training; evaluate zero / mean / random-action policies")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     text = TASK_TEXT.get(args.task, args.task)
@@ -116,6 +154,11 @@ def main():
     demos = collect_demos(args.task, args.demos, args.image)
     print(f"{len(demos)} demos, {sum(len(d['action']) for d in demos)} steps in "
           f"{time.perf_counter() - t0:.0f}s")
+    if args.baselines_only:
+        result = {"task": args.task, "demos": args.demos, "baselines": baselines(demos, args)}
+        (args.out / "baselines.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return
     tok_dir = train_tiny_tokenizer(args.out / "tokenizer", [text])
     tokenizer = PromptTokenizer(str(tok_dir))
     metadata = metadata_for(demos)
@@ -168,7 +211,8 @@ def main():
                "batch": args.batch, "first_loss": float(np.mean(history[:20])),
                "final_loss": float(np.mean(history[-50:])), "episodes": result.episodes,
                "successes": result.successes, "success_rate": result.rate,
-               "wilson95": [lo, hi], "steps_to_success": result.steps_to_success}
+               "wilson95": [lo, hi], "steps_to_success": result.steps_to_success,
+               "baselines": baselines(demos, args)}
     (args.out / "result.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
 
