@@ -1,7 +1,7 @@
 """The CPU demo run: tiny preset on the synthetic task (groot_jax/train/synthetic.py).
 
 Command:  groot-jax train --config tiny_synthetic --set checkpoint.dir=/tmp/tiny
-Hardware: any CPU (2 cores). Time: see `run_demo` / README (a few minutes for 300 steps).
+Hardware: any CPU (2 cores). Time: see `run_demo` / README (about 1.5 min for the 600-step demo).
 Expected: loss falls well below its first value; open-loop MSE beats the mean-action baseline.
 """
 from groot_jax.train.config import CheckpointConfig, MeshConfig, OptimConfig, TrainConfig

@@ -9,6 +9,7 @@ steps newest first and falls back, with a warning, past any checkpoint that fail
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
@@ -26,7 +27,9 @@ class Checkpoints:
         self.cfg = cfg
         options = ocp.CheckpointManagerOptions(max_to_keep=cfg.keep, create=True,
                                                enable_async_checkpointing=cfg.async_save)
-        self.manager = ocp.CheckpointManager(cfg.dir, options=options)
+        # Orbax refuses relative paths; resolve local ones (leave gs:// and other URLs alone).
+        directory = cfg.dir if "://" in str(cfg.dir) else os.path.abspath(cfg.dir)
+        self.manager = ocp.CheckpointManager(directory, options=options)
 
     def save(self, step: int, state: Any, data_iter: grain.DatasetIterator | None,
              meta: dict, *, force: bool = False) -> bool:

@@ -1,16 +1,9 @@
-"""The CPU main job (`run_demo`, what `make demo` runs). The default run trains a shortened
-version (checkpoints, TensorBoard events, loss falling, open-loop eval, both export layouts); the
-full-length run (`-m slow`) also asserts that the trained model's open-loop action error beats the
-mean-action baseline."""
+"""The CPU main job (`run_demo`, what `make demo` runs), at full length in the default run."""
 from __future__ import annotations
 
 import json
 
-import pytest
-
 from groot_jax.train import demo
-
-SHORT_STEPS = 60
 
 
 def _check_artifacts(out, r):
@@ -25,17 +18,13 @@ def _check_artifacts(out, r):
     assert [json.loads(x)["step"] for x in lines] == list(range(1, r["steps"] + 1))
 
 
-def test_short_demo_runs_end_to_end(tmp_path):
-    r = demo.run_demo(tmp_path, steps=SHORT_STEPS)
-    _check_artifacts(tmp_path, r)
-    # Measured at 60 steps: 1.66 -> 1.33 (the full 300-step run: 1.51 -> 0.42).
-    assert r["loss_last"] < 0.9 * r["loss_first"], r
-    assert r["open_loop_mse"] > 0 and r["mean_action_mse"] > 0
-
-
-@pytest.mark.slow
-def test_full_demo_learns_and_beats_mean_action(tmp_path):
+def test_demo_learns_and_beats_mean_action(tmp_path):
+    """The whole `make demo` job (600 steps, ~1.5 min on 2 cores): checkpoints, TensorBoard events,
+    both export layouts, the loss falling well below its start (measured 1.51 -> 0.49) and the
+    trained model's open-loop action error on held-out examples below the mean-action baseline's
+    (measured 0.305 vs 0.466)."""
     r = demo.run_demo(tmp_path)
     _check_artifacts(tmp_path, r)
     assert r["loss_last"] < 0.6 * r["loss_first"], r
-    assert r["open_loop_mse"] < r["mean_action_mse"], r
+    assert 0 < r["heldout_open_loop_mse"] < 0.85 * r["heldout_mean_action_mse"], r
+    assert 0 < r["open_loop_mse"] < r["mean_action_mse"], r

@@ -202,3 +202,21 @@ def test_cli_dry_run_memory_report(capsys):
     # plus two int32 step counters and the state's own step.
     assert r["state_bytes"] == 12 * r["trainable"] + 2 * r["frozen"] + 3 * 4
     assert r["peak_bytes"] > r["state_bytes"]
+
+
+def test_checkpoints_accept_a_relative_directory(tmp_path, monkeypatch):
+    """`make demo` passes runs/demo/checkpoints: Orbax itself refuses relative paths."""
+    import jax.numpy as jnp
+
+    from groot_jax.train.checkpoints import Checkpoints
+    from groot_jax.train.config import CheckpointConfig
+
+    monkeypatch.chdir(tmp_path)
+    ckpt = Checkpoints(CheckpointConfig(dir="rel/ckpt", keep=2, async_save=False))
+    state = {"w": jnp.arange(4.0)}
+    ckpt.save(1, state, None, {"step": 1})
+    ckpt.wait()
+    restored, meta = ckpt.restore(1, {"w": jax.ShapeDtypeStruct((4,), jnp.float32)}, None)
+    ckpt.close()
+    assert (tmp_path / "rel" / "ckpt" / "1").is_dir()
+    assert meta["step"] == 1 and jnp.array_equal(restored["w"], state["w"])
