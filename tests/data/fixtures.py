@@ -11,10 +11,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from groot_jax.data.modality import DataConfig
 from groot_jax.data.video import write_video
 from tests.data import synth
 
 TASKS = ["pick up the red cube", "open the drawer", "stack the blocks"]
+
+# The data config of the v2.1 fixture dataset (write_v2_dataset), with one key of each
+# normalization mode the original supports.
+V2_DATA_CONFIG = DataConfig(
+    name="t",
+    embodiment_tag="new_embodiment",
+    video_keys=("video.front", "video.wrist"),
+    state_keys=("state.arm", "state.gripper"),
+    action_keys=("action.arm", "action.gripper"),
+    language_keys=("annotation.human.task_description",),
+    state_normalization={"state.arm": "min_max", "state.gripper": "mean_std"},
+    action_normalization={"action.arm": "q99", "action.gripper": "binary"},
+)
 
 
 def write_v2_dataset(

@@ -64,17 +64,9 @@ def test_sample_transform_device_mode_and_apply(v2_root, tokenizer_dir):
     from groot_jax.data.lerobot_v2 import LeRobotV2Source
     from groot_jax.data.prompt import PromptTokenizer
     from groot_jax.data.stats import source_stats
+    from tests.data.fixtures import V2_DATA_CONFIG
 
-    cfg = DataConfig(
-        name="t",
-        embodiment_tag="new_embodiment",
-        video_keys=("video.front", "video.wrist"),
-        state_keys=("state.arm", "state.gripper"),
-        action_keys=("action.arm", "action.gripper"),
-        language_keys=("annotation.human.task_description",),
-        state_normalization={"state.arm": "min_max", "state.gripper": "mean_std"},
-        action_normalization={"action.arm": "q99", "action.gripper": "binary"},
-    )
+    cfg = V2_DATA_CONFIG
     src = LeRobotV2Source(v2_root)
     tok = PromptTokenizer(str(tokenizer_dir))
     stats = source_stats(src, use_stats_json=False)

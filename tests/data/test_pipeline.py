@@ -7,19 +7,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from groot_jax.data.mixture import SourceSpec
-from groot_jax.data.modality import DataConfig
 from groot_jax.data.pipeline import PipelineConfig, build_pipeline, mixture_index
+from tests.data.fixtures import V2_DATA_CONFIG
 
-CFG_V2 = DataConfig(
-    name="v2",
-    embodiment_tag="new_embodiment",
-    video_keys=("video.front", "video.wrist"),
-    state_keys=("state.arm", "state.gripper"),
-    action_keys=("action.arm", "action.gripper"),
-    language_keys=("annotation.human.task_description",),
-    state_normalization={"state.arm": "min_max", "state.gripper": "mean_std"},
-    action_normalization={"action.arm": "q99", "action.gripper": "binary"},
-)
+CFG_V2 = V2_DATA_CONFIG.replace(name="v2")
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,13 @@ import torch
 from tokenizers import Tokenizer
 
 from groot_jax.data.lerobot_v2 import LeRobotV2Source
-from groot_jax.data.modality import DataConfig
 from groot_jax.data.prompt import PromptTokenizer
 from groot_jax.data.stats import source_stats
 from groot_jax.data.transforms import SampleTransform
 from tests.data import synth
-from tests.data.fixtures import TASKS
+from tests.data.fixtures import TASKS, V2_DATA_CONFIG
 
-CFG = DataConfig(
-    name="t",
-    embodiment_tag="new_embodiment",
-    video_keys=("video.front", "video.wrist"),
-    state_keys=("state.arm", "state.gripper"),
-    action_keys=("action.arm", "action.gripper"),
-    language_keys=("annotation.human.task_description",),
-    state_normalization={"state.arm": "min_max", "state.gripper": "mean_std"},
-    action_normalization={"action.arm": "q99", "action.gripper": "binary"},
-)
+CFG = V2_DATA_CONFIG
 
 
 def _rows(root, col):
