@@ -226,13 +226,10 @@ def main():
                 num_workers=w,
                 read_threads=args.threads,
                 per_worker_buffer_size=4,
+                device_augment=device_augment,
             ),
             str(tok),
         )
-        # PipelineConfig has no switch for it yet: set it on the transforms before the workers
-        # start (they receive pickled copies at iter()).
-        for tr in p.transforms:
-            tr.device_augment = device_augment
         it = iter(p)
         t = time.perf_counter()
         for _ in range(2 * w):  # warm-up: worker start, first batches

@@ -51,6 +51,10 @@ class PipelineConfig:
     drop_remainder: bool = True
     inference_language_quirk: bool = False
     future_offset: int | None = None  # FLARE: also emit the frames this many steps ahead
+    # Leave resize / colour jitter / normalization to the accelerator: batches carry the cropped
+    # uint8 frames (`pixel_u8`) and their jitter draws (`augment`); the train step calls
+    # groot_jax.data.device_augment.apply. Values equal the host path within one uint8 level.
+    device_augment: bool = False
 
 
 class LoadAndTransform(grain.transforms.RandomMap):
@@ -178,11 +182,17 @@ def build_pipeline(
                 has_actions=src.has_actions,
                 inference_language_quirk=cfg.inference_language_quirk,
                 pseudo_action_slot=any_actionless,
+                device_augment=cfg.device_augment,
             )
         )
     ds = mixture_index([len(s) for s in sources], [s.weight for s in specs], cfg)
     if cfg.future_offset is not None and cfg.future_offset <= 0:
         raise DataError(f"PipelineConfig.future_offset must be positive, got {cfg.future_offset}")
+    if cfg.device_augment and cfg.future_offset is not None:
+        # The FLARE future frames are transformed on the host; mixing both paths in one batch
+        # would give the current and future frames different pipelines.
+        raise DataError("PipelineConfig.device_augment=True cannot be combined with future_offset "
+                        f"(={cfg.future_offset}): FLARE future frames are transformed on the host")
     ds = ds.random_map(LoadAndTransform(sources, transforms, cfg.train, cfg.future_offset),
                        seed=cfg.seed)
     it = ds.to_iter_dataset(

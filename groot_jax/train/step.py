@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from groot_jax.data import device_augment
 from groot_jax.models import layers
 from groot_jax.train import optimizer
 from groot_jax.train.config import TrainConfig
@@ -27,6 +28,9 @@ COMPUTE_CAST_KEYS = ("pixel_values", "state")
 
 
 def cast_inputs(batch: dict, cfg: TrainConfig) -> dict:
+    # Batches from a PipelineConfig(device_augment=True) pipeline carry uint8 frames + jitter
+    # draws: resize / jitter / normalise here, on the accelerator (others pass unchanged).
+    batch = device_augment.apply(batch, cfg.model_config().backbone.vision.image_size)
     dt = jnp.dtype(cfg.compute_dtype)
     return {k: (v.astype(dt) if k in COMPUTE_CAST_KEYS else v) for k, v in batch.items()}
 

@@ -102,3 +102,41 @@ def test_resize_matrix_rows_are_the_taps():
     np.testing.assert_allclose(m.sum(1), 1, atol=1e-6)
     x = np.random.default_rng(0).random(243).astype(np.float32)
     np.testing.assert_allclose(m @ x, (x[idx] * w).sum(1), rtol=1e-6, atol=1e-6)
+
+
+def test_pipeline_switch_matches_host_pipeline_through_the_train_step_cast(v2_root, tokenizer_dir):
+    """PipelineConfig(device_augment=True) batches, resized/jittered/normalised by the train
+    step's input cast, equal the host pipeline's batches (same seed) within one uint8 level."""
+    from groot_jax.data.mixture import SourceSpec
+    from groot_jax.data.pipeline import PipelineConfig, build_pipeline
+    from groot_jax.train.config import TrainConfig
+    from groot_jax.train.step import cast_inputs
+    from tests.data.fixtures import V2_DATA_CONFIG
+
+    def first_batch(device: bool):
+        p = build_pipeline([SourceSpec(str(v2_root), V2_DATA_CONFIG)],
+                           PipelineConfig(batch_size=3, seed=5, device_augment=device),
+                           str(tokenizer_dir))
+        return next(iter(p))
+
+    host, dev = first_batch(False), first_batch(True)
+    assert "pixel_values" not in dev and dev["pixel_u8"].dtype == np.uint8
+    for k in host:
+        if k != "pixel_values":
+            np.testing.assert_array_equal(host[k], dev[k], err_msg=k)
+    cast = cast_inputs(dev, TrainConfig(model="tiny", compute_dtype="float32"))
+    got = np.asarray(cast["pixel_values"])
+    assert got.shape == host["pixel_values"].shape
+    assert np.abs(got - host["pixel_values"]).max() <= LEVEL * 1.001
+    assert np.mean(got != host["pixel_values"]) < 1e-3
+
+
+def test_pipeline_switch_refuses_flare_future_frames(v2_root, tokenizer_dir):
+    from groot_jax.data.mixture import SourceSpec
+    from groot_jax.data.pipeline import PipelineConfig, build_pipeline
+    from tests.data.fixtures import V2_DATA_CONFIG
+
+    with pytest.raises(DataError, match="device_augment=True cannot be combined with future_offset"):
+        build_pipeline([SourceSpec(str(v2_root), V2_DATA_CONFIG)],
+                       PipelineConfig(batch_size=2, device_augment=True, future_offset=4),
+                       str(tokenizer_dir))
