@@ -106,6 +106,21 @@ def run_reference(repeats: int, steps: int) -> dict:
                 "full_s": timed(full, repeats)}
 
 
+def run_both_sides(script: str, args: list[str]) -> tuple[dict, dict]:
+    """Run `script --side ours|reference ARGS` in our env, then in .venv-ref, one after the
+    other (one real-size model in memory at a time); each prints its result as a JSON last line."""
+    results = {}
+    for side, python in (("ours", sys.executable),
+                         ("reference", str(ROOT / ".venv-ref" / "bin" / "python"))):
+        env = {**os.environ, "HF_LEROBOT_HOME": "/tmp/groot_jax_bench_lerobot"}
+        proc = subprocess.run([python, script, "--side", side, *args], capture_output=True,
+                              text=True, env=env)
+        if proc.returncode:
+            raise SystemExit(f"{side} failed:\n{proc.stderr[-4000:]}")
+        results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return results["ours"], results["reference"]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
@@ -116,17 +131,8 @@ def main():
         fn = run_ours if args.side == "ours" else run_reference
         print(json.dumps(fn(args.repeats, args.steps)))
         return
-    results = {}
-    for side, python in (("ours", sys.executable),
-                         ("reference", str(ROOT / ".venv-ref" / "bin" / "python"))):
-        cmd = [python, __file__, "--side", side, "--repeats", str(args.repeats),
-               "--steps", str(args.steps)]
-        env = {**os.environ, "HF_LEROBOT_HOME": "/tmp/groot_jax_bench_lerobot"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode:
-            raise SystemExit(f"{side} failed:\n{proc.stderr[-4000:]}")
-        results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
-    ours, ref = results["ours"], results["reference"]
+    ours, ref = run_both_sides(__file__, ["--repeats", str(args.repeats),
+                                          "--steps", str(args.steps)])
     print(f"n1_5_3b, batch 1, one 224x224 image, {args.steps} Euler steps, fp32 CPU, "
           f"median of {args.repeats} (torch threads {ref['threads']})")
     print(f"{'part':12s} {'groot-jax ms':>13s} {'lerobot ms':>11s} {'ratio':>7s}")

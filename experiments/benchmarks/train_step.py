@@ -29,7 +29,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
-from inference import make_inputs  # noqa: E402  (same batch as the inference benchmark)
+from inference import make_inputs, run_both_sides  # noqa: E402  (same batch, same runner)
 
 TRAINABLE = dict(tune_visual=False, tune_llm=False, tune_projector=False,
                  tune_diffusion_model=False)
@@ -180,17 +179,8 @@ def main():
         fn = run_ours if args.side == "ours" else run_reference
         print(json.dumps(fn(args.repeats)))
         return
-    results = {}
     # Sequential: one 2.4 B-parameter model with its optimizer state in memory at a time.
-    for side, python in (("ours", sys.executable),
-                         ("reference", str(ROOT / ".venv-ref" / "bin" / "python"))):
-        cmd = [python, __file__, "--side", side, "--repeats", str(args.repeats)]
-        env = {**os.environ, "HF_LEROBOT_HOME": "/tmp/groot_jax_bench_lerobot"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode:
-            raise SystemExit(f"{side} failed:\n{proc.stderr[-4000:]}")
-        results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
-    ours, ref = results["ours"], results["reference"]
+    ours, ref = run_both_sides(__file__, ["--repeats", str(args.repeats)])
     if ours["trainable"] != ref["trainable"]:
         raise SystemExit(f"trainable sets differ: groot-jax {ours['trainable']:,} vs lerobot "
                          f"{ref['trainable']:,} parameters")
@@ -207,7 +197,7 @@ def main():
     print(f"{'peak RSS GiB':22s} {ours['peak_rss_gb']:10.1f} {ref['peak_rss_gb']:10.1f}")
     print(f"ratio groot-jax / lerobot step time: {ours['step_s'] / ref['step_s']:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps({"ours": ours, "reference": ref}, indent=1))
 
 
 if __name__ == "__main__":

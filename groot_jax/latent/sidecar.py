@@ -26,7 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT, VERSION = "groot-jax-sidecar", 1
+# The reader (groot_jax.data.sidecar_actions) owns the format name and the manifest checks.
+from groot_jax.data.sidecar_actions import SIDECAR_FORMAT as FORMAT
+from groot_jax.data.sidecar_actions import read_sidecar_manifest
+
+VERSION = 1
 
 
 def sidecar_dir(dataset: str | Path, kind: str) -> Path:
@@ -102,7 +106,7 @@ class SidecarWriter:
 
 
 def read_manifest(root: str | Path) -> dict:
-    return json.loads((Path(root) / "manifest.json").read_text())
+    return read_sidecar_manifest(root)
 
 
 def load_episode(root: str | Path, episode_id: int, verify: bool = True) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ import difflib
 import importlib
 import json
 from pathlib import Path
+from types import ModuleType
 
 from groot_jax.train.config import TrainConfig, apply_overrides
 
@@ -29,13 +30,20 @@ def _config_path(name: str) -> Path:
     return path
 
 
-def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
-    """`configs/<name>.py`'s get_config() (or a path to such a file), then overrides."""
-    path = _config_path(name)
+def load_module(name: str | Path) -> ModuleType:
+    """The run-config module `configs/<name>.py` (or a path to such a file), executed once."""
+    path = _config_path(str(name))
     spec = importlib.util.spec_from_file_location(f"groot_run_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return apply_overrides(mod.get_config(), overrides or [])
+    if not hasattr(mod, "get_config"):
+        raise AttributeError(f"{path}: defines no get_config() (every run config needs one)")
+    return mod
+
+
+def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
+    """`configs/<name>.py`'s get_config() (or a path to such a file), then overrides."""
+    return apply_overrides(load_module(name).get_config(), overrides or [])
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -48,7 +56,8 @@ def _train(args: argparse.Namespace) -> int:
         jax.config.update("jax_platforms", "cpu")
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     loop.maybe_initialize_distributed()
-    cfg = load_config(args.config, [*args.set, *args.overrides])
+    mod = load_module(args.config)
+    cfg = apply_overrides(mod.get_config(), [*args.set, *args.overrides])
     if args.dry_run:
         from groot_jax.train import memory
 
@@ -63,8 +72,7 @@ def _train(args: argparse.Namespace) -> int:
         # become the Grain mixture the loop trains on.
         from groot_jax.train import pyramid
 
-        cfg, pyr = pyramid.load_run(_config_path(args.config), [*args.set, *args.overrides])
-        data_iter = pyramid.data_iterator(cfg, pyr)
+        data_iter = pyramid.data_iterator(cfg, pyramid.pyramid_of(mod, cfg))
     result = loop.train(cfg, data_iter=data_iter)
     print(f"{result.status} at step {max(result.losses) if result.losses else result.start_step}")
     return 0

@@ -50,26 +50,36 @@ def demo_config(out_dir: str, steps: int = 600, batch_size: int = 16, lr: float 
                                                    every=max(steps // 3, 1), keep=2))
 
 
-def open_loop_eval(result: loop.TrainResult, cfg: TrainConfig, *, split: str = "train_eval",
-                   num_records: int = NUM_RECORDS) -> dict:
-    """Masked MSE of sampled action chunks (4 Euler steps) on the dataset's examples, as GR00T's
-    open-loop evaluation does on its trajectories, and of the mean training action."""
+def open_loop_evals(result: loop.TrainResult, cfg: TrainConfig, splits: tuple[str, ...], *,
+                    num_records: int = NUM_RECORDS) -> dict[str, dict]:
+    """Per split: masked MSE of sampled action chunks (4 Euler steps) on the dataset's examples,
+    as GR00T's open-loop evaluation does on its trajectories, and of the mean training action.
+    One jitted sampler and one mean action serve every split."""
     task = synthetic.SyntheticTask.for_model(cfg.model_config(), cfg.num_views, cfg.prompt_len)
     train = list(synthetic.dataset(task, num_records, split="train_eval", num_records=num_records))
     mean_action = np.mean(np.concatenate([b["action"] for b in train]), axis=0)
     s = result.setup
     sample = jax.jit(step_lib.make_sample_fn(s.fns, cfg))
-    batches = list(synthetic.dataset(task, cfg.batch_size, split=split, num_records=num_records))
-    err_model, err_mean, n = 0.0, 0.0, 0.0
-    for i, b in enumerate(batches):
-        inputs = {k: v for k, v in b.items() if k not in ("action", "action_mask")}
-        pred = np.asarray(sample(result.state, sharding.global_batch(inputs, s.mesh),
-                                 jax.random.key(1000 + i)))
-        m = b["action_mask"]
-        err_model += float(np.sum((pred - b["action"]) ** 2 * m))
-        err_mean += float(np.sum((mean_action[None] - b["action"]) ** 2 * m))
-        n += float(m.sum())
-    return {"open_loop_mse": err_model / n, "mean_action_mse": err_mean / n}
+    out = {}
+    for split in splits:
+        batches = synthetic.dataset(task, cfg.batch_size, split=split, num_records=num_records)
+        err_model, err_mean, n = 0.0, 0.0, 0.0
+        for i, b in enumerate(batches):
+            inputs = {k: v for k, v in b.items() if k not in ("action", "action_mask")}
+            pred = np.asarray(sample(result.state, sharding.global_batch(inputs, s.mesh),
+                                     jax.random.key(1000 + i)))
+            m = b["action_mask"]
+            err_model += float(np.sum((pred - b["action"]) ** 2 * m))
+            err_mean += float(np.sum((mean_action[None] - b["action"]) ** 2 * m))
+            n += float(m.sum())
+        out[split] = {"open_loop_mse": err_model / n, "mean_action_mse": err_mean / n}
+    return out
+
+
+def open_loop_eval(result: loop.TrainResult, cfg: TrainConfig, *, split: str = "train_eval",
+                   num_records: int = NUM_RECORDS) -> dict:
+    """`open_loop_evals` of one split."""
+    return open_loop_evals(result, cfg, (split,), num_records=num_records)[split]
 
 
 def export(result: loop.TrainResult, cfg: TrainConfig, out_dir: Path,
@@ -120,10 +130,10 @@ def run_demo(out_dir: str | os.PathLike, steps: int = 600, *, batch_size: int = 
         print(f"  step {i + 1:4d}  loss {losses[i]:.4f}")
     print(f"loss: first {k} steps {first:.4f} -> last {k} steps {last:.4f} "
           f"({t_train:.0f}s incl. compile)")
-    ev = open_loop_eval(result, cfg, num_records=num_records)
+    evals = open_loop_evals(result, cfg, ("train_eval", "eval"), num_records=num_records)
+    ev, held = evals["train_eval"], evals["eval"]
     print(f"open-loop action MSE on the dataset's {num_records} examples: model "
           f"{ev['open_loop_mse']:.4f}, mean-action baseline {ev['mean_action_mse']:.4f}")
-    held = open_loop_eval(result, cfg, split="eval", num_records=num_records)
     ev["heldout_open_loop_mse"] = held["open_loop_mse"]
     ev["heldout_mean_action_mse"] = held["mean_action_mse"]
     print(f"open-loop action MSE on {num_records} held-out examples: model "

@@ -147,37 +147,38 @@ def train(cfg: TrainConfig, *, data_iter: grain.DatasetIterator | None = None,
 
     try:
         with _Preemption() as pre:
-            if True:
-                for n in range(start + 1, end + 1):
-                    if pre.requested():
-                        status = "preempted"
-                        log(f"SIGTERM: saving step {n - 1} and exiting")
-                        break
-                    local = next(data_iter)
-                    if flops_per_ex is None:
-                        flops_per_ex = metrics_lib.train_flops_per_example(
-                            model_cfg, local["input_ids"].shape[1], local["pixel_values"].shape[1],
-                            tune_visual=cfg.tune_visual, tune_llm=cfg.tune_llm)
-                    batch = sharding.global_batch(local, mesh)
-                    state, m = step_fn(state, batch, rng)
-                    tput.add(cfg.batch_size)
-                    if pending is not None:
-                        vals = drain(pending)
-                        if pending[0] % cfg.log_every == 0:
-                            rate = tput.rate()
-                            vals["samples_per_s"] = rate
-                            if peak:
-                                vals["mfu"] = rate * flops_per_ex / (peak * jax.device_count())
-                            logger.log(pending[0], vals)
-                    logger.log(n, {}, advance=1)
-                    pending = (n, m)
-                    if ckpt and n % cfg.checkpoint.every == 0 and n != end:
-                        drain(pending)   # never save a state whose loss is not finite
-                        pending = None
-                        ckpt.save(n, state, data_iter, _meta(cfg, n, losses))
+            for n in range(start + 1, end + 1):
+                if pre.requested():
+                    status = "preempted"
+                    log(f"SIGTERM: saving step {n - 1} and exiting")
+                    break
+                local = next(data_iter)
+                if flops_per_ex is None:
+                    # [B, views, ...]; device-augmented batches carry uint8 frames instead.
+                    frames = local["pixel_values"] if "pixel_values" in local else local["pixel_u8"]
+                    flops_per_ex = metrics_lib.train_flops_per_example(
+                        model_cfg, local["input_ids"].shape[1], frames.shape[1],
+                        tune_visual=cfg.tune_visual, tune_llm=cfg.tune_llm)
+                batch = sharding.global_batch(local, mesh)
+                state, m = step_fn(state, batch, rng)
+                tput.add(cfg.batch_size)
                 if pending is not None:
-                    drain(pending)
+                    vals = drain(pending)
+                    if pending[0] % cfg.log_every == 0:
+                        rate = tput.rate()
+                        vals["samples_per_s"] = rate
+                        if peak:
+                            vals["mfu"] = rate * flops_per_ex / (peak * jax.device_count())
+                        logger.log(pending[0], vals)
+                logger.log(n, {}, advance=1)
+                pending = (n, m)
+                if ckpt and n % cfg.checkpoint.every == 0 and n != end:
+                    drain(pending)   # never save a state whose loss is not finite
                     pending = None
+                    ckpt.save(n, state, data_iter, _meta(cfg, n, losses))
+            if pending is not None:
+                drain(pending)
+                pending = None
         last = int(jax.device_get(state.step))
         if ckpt and last > 0 and last not in ckpt.steps():
             ckpt.save(last, state, data_iter, _meta(cfg, last, losses), force=True)

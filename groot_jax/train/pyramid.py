@@ -19,9 +19,9 @@ How each level trains (the model's loss, groot_jax/models/action_head.py):
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -142,19 +142,22 @@ def data_iterator(cfg: TrainConfig, pyramid: Pyramid):
     return iter(pipe.dataset.map(lambda b: model_batch(b, flare)))
 
 
+def pyramid_of(module: ModuleType, cfg: TrainConfig) -> Pyramid:
+    """The run-config module's get_pyramid(cfg) (a pyramid run config defines it beside
+    get_config)."""
+    if not hasattr(module, "get_pyramid"):
+        raise AttributeError(f"{module.__file__}: defines no get_pyramid() (a pyramid run config "
+                             f"needs get_config() and get_pyramid(cfg))")
+    return module.get_pyramid(cfg)
+
+
 def load_run(path: str | Path, overrides: list[str] | None = None) -> tuple[TrainConfig, Pyramid]:
     """A run config file defining get_config() and get_pyramid(cfg)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"run config {path} not found")
-    spec = importlib.util.spec_from_file_location(f"groot_pyramid_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    for fn in ("get_config", "get_pyramid"):
-        if not hasattr(mod, fn):
-            raise AttributeError(f"{path}: defines no {fn}() (a pyramid run config needs both)")
-    cfg = apply_overrides(mod.get_config(), overrides or [])
-    return cfg, mod.get_pyramid(cfg)
+    from groot_jax.train.cli import load_module
+
+    module = load_module(path)
+    cfg = apply_overrides(module.get_config(), overrides or [])
+    return cfg, pyramid_of(module, cfg)
 
 
 def run(path: str | Path, overrides: list[str] | None = None, **train_kw):
