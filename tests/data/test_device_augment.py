@@ -8,12 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from groot_jax.data import device_augment as D
 from groot_jax.data import transforms as T
 from groot_jax.data.errors import DataError
 from groot_jax.data.modality import DataConfig
-
-jax = pytest.importorskip("jax")
-from groot_jax.data import device_augment as D  # noqa: E402
 
 LEVEL = np.float32(1 / 127.5)  # one uint8 level in pixel_values
 CFG = DataConfig(
