@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+TPU_AOT := .tpu-aot
 REF := .venv-ref
 LEROBOT_WRITER := .venv-lerobot
 PYTEST_ARGS ?=
 
-.PHONY: demo test parity slow lint clean-venv
+.PHONY: demo test parity slow lint clean-venv tpu-aot
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[dev]'
 	touch $@
+
+# libtpu, only for compiling TPU programs ahead of time on this CPU machine (`groot-jax train
+# --dry-run --tpu v5e:1x1`); outside .venv because an importable libtpu makes every JAX start try
+# to open a TPU. The version is the one jax[tpu]==0.10.2 pins.
+$(TPU_AOT)/.installed: $(VENV)/.installed
+	$(PIP) install --no-deps --target $(TPU_AOT) 'libtpu==0.0.42.*'
+	touch $@
+
+tpu-aot: $(TPU_AOT)/.installed
 
 # The PyTorch reference (lerobot 0.5.1's GR00T N1.5) lives in its own environment.
 $(REF)/.installed: tests/reference/install.sh
@@ -30,7 +40,7 @@ demo: $(VENV)/.installed
 	rm -rf runs/demo
 	$(PY) -m groot_jax.train.demo runs/demo
 
-test: $(VENV)/.installed $(REF)/.installed $(LEROBOT_WRITER)/.installed
+test: $(VENV)/.installed $(TPU_AOT)/.installed $(REF)/.installed $(LEROBOT_WRITER)/.installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 parity: $(VENV)/.installed $(REF)/.installed
@@ -43,4 +53,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check groot_jax tests
 
 clean-venv:
-	rm -rf $(VENV) $(REF) $(LEROBOT_WRITER)
+	rm -rf $(VENV) $(REF) $(LEROBOT_WRITER) $(TPU_AOT)

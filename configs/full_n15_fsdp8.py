@@ -1,8 +1,8 @@
 """Train every parameter of GR00T N1.5-3B (tune_visual, tune_llm on) with FSDP over 8 chips.
 
 Command:  groot-jax train --config full_n15_fsdp8 --set checkpoint.dir=gs://bucket/run
-Memory:   groot-jax train --config full_n15_fsdp8 --dry-run --cpu-devices 8: 5.66 GiB peak per
-          device (XLA CPU analysis, batch 8; README "Training memory").
+Memory:   groot-jax train --config full_n15_fsdp8 --dry-run --tpu v5e:2x4: 5.62 GiB peak per
+          chip (the TPU compiler's analysis, ahead of time, batch 8; README "Training memory").
 Hardware: 8 x 16 GiB TPU chips (v5e-8). Time and result: not measured yet.
 """
 from groot_jax.train.config import CheckpointConfig, MeshConfig, TrainConfig

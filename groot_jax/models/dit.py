@@ -30,6 +30,7 @@ from groot_jax.models.layers import (
     LayerNorm,
     attention,
     dropout,
+    remat_scan_body,
     scan_layers,
     split_or_none,
     stack_layers,
@@ -162,7 +163,7 @@ class DiT(nnx.Module):
                 h = nnx.merge(s_graph, ss)(h, temb, None, None if key is None else key[1])
                 return h, (jnp.stack([h1, h]) if return_hidden_states else None)
 
-            out, per = jax.lax.scan(pair, x, (c_state, s_state, cross_kv, keys))
+            out, per = jax.lax.scan(remat_scan_body(pair), x, (c_state, s_state, cross_kv, keys))
             if return_hidden_states:
                 per = per.reshape(-1, *per.shape[2:])
         shift, scale = jnp.split(self.proj_out_1(jax.nn.silu(temb)), 2, axis=-1)

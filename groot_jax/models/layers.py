@@ -141,9 +141,15 @@ def scan_layers(layers: nnx.Module, carry: Any, body: Callable[[nnx.Module, Any,
         out = body(nnx.merge(graphdef, layer_state), c, x)
         return out, (out if collect else None)
 
-    if _REMAT_POLICY[0] is not None:
-        step = jax.checkpoint(step, policy=_REMAT_POLICY[0], prevent_cse=False)
-    return jax.lax.scan(step, carry, (state, xs))
+    return jax.lax.scan(remat_scan_body(step), carry, (state, xs))
+
+
+def remat_scan_body(body: Callable) -> Callable:
+    """`body` under the active remat policy (see `remat_policy`); unchanged when none is set.
+    Every `lax.scan` over stacked layers passes its body through here."""
+    if _REMAT_POLICY[0] is None:
+        return body
+    return jax.checkpoint(body, policy=_REMAT_POLICY[0], prevent_cse=False)
 
 
 # Rematerialisation of the scan body, set by the trainer while it traces the train step

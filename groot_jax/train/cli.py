@@ -51,6 +51,10 @@ def _train(args: argparse.Namespace) -> int:
 
     from groot_jax.train import loop
 
+    if args.tpu:
+        # The TPU is only described (ahead-of-time compile); keep the local backend CPU so JAX
+        # does not try to open a chip through the libtpu that --tpu puts on TPU_LIBRARY_PATH.
+        jax.config.update("jax_platforms", "cpu")
     if args.cpu_devices:
         # Simulated CPU devices (for dry runs of multi-chip meshes); must precede backend start.
         jax.config.update("jax_platforms", "cpu")
@@ -58,10 +62,16 @@ def _train(args: argparse.Namespace) -> int:
     loop.maybe_initialize_distributed()
     mod = load_module(args.config)
     cfg = apply_overrides(mod.get_config(), [*args.set, *args.overrides])
+    if args.tpu and not args.dry_run:
+        raise SystemExit("--tpu only compiles (ahead of time, no chip): use it with --dry-run")
     if args.dry_run:
-        from groot_jax.train import memory
+        from groot_jax.train import memory, tpu_aot
 
-        r = memory.report(cfg)
+        try:
+            r = memory.report(cfg, tpu=args.tpu)
+        except tpu_aot.TpuOutOfMemory as e:
+            print(f"does NOT fit on {args.tpu} (the TPU compiler refused the step): {e}")
+            return 1
         print(memory.format_report(r))
         if args.json:
             print(json.dumps(r))
@@ -90,4 +100,7 @@ def register(subparsers) -> None:
     p.add_argument("--cpu-devices", type=int, default=0, metavar="N",
                    help="run on N simulated CPU devices (e.g. --dry-run of an 8-chip mesh)")
     p.add_argument("--json", action="store_true", help="with --dry-run, also print JSON")
+    p.add_argument("--tpu", default=None, metavar="TOPOLOGY",
+                   help="with --dry-run, compile for this TPU slice instead of the local devices "
+                        "(e.g. v5e:1x1 = Colab v5e-1, v5e:2x4); needs libtpu (`make tpu-aot`)")
     p.set_defaults(func=_train)

@@ -111,6 +111,25 @@ def schedule(cfg: TrainConfig) -> optax.Schedule:
                                               end_value=0.0)
 
 
+def global_norm_f32(tree) -> jax.Array:
+    """L2 norm of all leaves, squared sums taken in float32 (bf16 gradients included)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def clip_by_global_norm_f32(max_norm: float) -> optax.GradientTransformation:
+    """optax.clip_by_global_norm, but the norm is computed in float32 whatever the gradients'
+    dtype (a bf16 norm over a billion squares would be off by whole percents)."""
+
+    def update(updates, state, params=None):
+        del params
+        norm = global_norm_f32(updates)
+        scale = jnp.where(norm < max_norm, 1.0, max_norm / norm)   # norm >= max_norm > 0 here
+        return jax.tree.map(lambda g: (g.astype(jnp.float32) * scale).astype(g.dtype),
+                            updates), state
+
+    return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+
+
 def scale_by_adam_lowp(b1: float, b2: float, eps: float, dtype) -> optax.GradientTransformation:
     """Adam whose two moments are stored in `dtype` (bf16 halves optimizer memory); the update
     itself is computed in float32. Same state type as optax's, so sharding helpers apply."""
@@ -127,8 +146,10 @@ def scale_by_adam_lowp(b1: float, b2: float, eps: float, dtype) -> optax.Gradien
         mu = jax.tree.map(lambda m, g: b1 * f32(m) + (1 - b1) * f32(g), state.mu, grads)
         nu = jax.tree.map(lambda v, g: b2 * f32(v) + (1 - b2) * jnp.square(f32(g)), state.nu, grads)
         c = count.astype(jnp.float32)
-        upd = jax.tree.map(lambda m, v, g: ((m / (1 - b1**c)) / (jnp.sqrt(v / (1 - b2**c)) + eps))
-                           .astype(g.dtype), mu, nu, grads)
+        # The update stays float32 even for bf16 gradients (apply_updates casts to the master
+        # weights' dtype).
+        upd = jax.tree.map(lambda m, v: (m / (1 - b1**c)) / (jnp.sqrt(v / (1 - b2**c)) + eps),
+                           mu, nu)
         cast = lambda t: jax.tree.map(lambda x: x.astype(dtype), t)
         return upd, optax.ScaleByAdamState(count=count, mu=cast(mu), nu=cast(nu))
 
@@ -141,7 +162,7 @@ def make_optimizer(cfg: TrainConfig) -> tuple[optax.GradientTransformation, opta
     sched = schedule(cfg)
     parts = []
     if o.clip_norm is not None:
-        parts.append(optax.clip_by_global_norm(o.clip_norm))
+        parts.append(clip_by_global_norm_f32(o.clip_norm))
     if o.moments_dtype == "bfloat16":
         parts.append(scale_by_adam_lowp(o.b1, o.b2, o.eps, jnp.bfloat16))
     else:

@@ -57,25 +57,35 @@ def make_train_step(fns, cfg: TrainConfig, tx: optax.GradientTransformation,
     loss_fn = make_loss_fn(fns, cfg)
     grad_fn = jax.value_and_grad(loss_fn)
 
+    grad_dtype = jnp.dtype(cfg.grad_dtype)
+
+    def diff_params(params):
+        # With grad_dtype=bfloat16 the loss is differentiated w.r.t. a bf16 copy of the trainable
+        # weights, so the gradient buffers are bf16 (the forward computes in bf16 anyway).
+        return jax.tree.map(lambda p: p.astype(grad_dtype) if p.dtype != grad_dtype else p, params)
+
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
         rng = jax.random.fold_in(rng, state.step)
         if cfg.grad_accum == 1:
-            loss, grads = grad_fn(state.params, state.frozen, batch, rng)
+            loss, grads = grad_fn(diff_params(state.params), state.frozen, batch, rng)
         else:
             micro = _micro_batches(batch, cfg.grad_accum)
-            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
 
             def body(carry, inp):
                 g_acc, l_acc = carry
                 mb, i = inp
-                loss_i, g = grad_fn(state.params, state.frozen, mb, jax.random.fold_in(rng, i))
-                return (jax.tree.map(jnp.add, g_acc, g), l_acc + loss_i), None
+                loss_i, g = grad_fn(diff_params(state.params), state.frozen, mb,
+                                    jax.random.fold_in(rng, i))
+                acc = jax.tree.map(lambda a, gi: a + gi.astype(jnp.float32), g_acc, g)
+                return (acc, l_acc + loss_i), None
 
             (grads, loss), _ = jax.lax.scan(body, (zeros, jnp.zeros([], jnp.float32)),
                                             (micro, jnp.arange(cfg.grad_accum)))
-            grads = jax.tree.map(lambda g: g / cfg.grad_accum, grads)
+            grads = jax.tree.map(lambda g, p: (g / cfg.grad_accum).astype(p.dtype), grads,
+                                 state.params)
             loss = loss / cfg.grad_accum
-        grad_norm = optax.tree.norm(grads)
+        grad_norm = optimizer.global_norm_f32(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
