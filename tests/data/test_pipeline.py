@@ -129,3 +129,25 @@ def test_mixture_weights_and_shuffle():
     assert abs((src == 1).mean() - 0.25) < 0.03, (src == 1).mean()
     first = [e[1] for e in els if e[0] == 0][:63]
     assert sorted(first) == list(range(63)) and first != list(range(63))
+
+
+def test_collate_writes_worker_batches_to_shared_memory():
+    from grain.python import SharedMemoryArray
+
+    from groot_jax.data.errors import DataError
+    from groot_jax.data.pipeline import make_collate
+
+    items = [{"a": np.full((2, 3), i, np.float32), "input_ids": np.arange(i + 1, dtype=np.int32)}
+             for i in range(3)]
+    plain = make_collate(pad_id=0, max_seq_len=None)(items)
+    c = make_collate(pad_id=0, max_seq_len=None)
+    c.enable_shared_memory_output()   # what Grain calls in a worker process
+    shm = c(items)
+    assert isinstance(shm["a"], SharedMemoryArray) and not isinstance(plain["a"], SharedMemoryArray)
+    np.testing.assert_array_equal(np.asarray(shm["a"]), plain["a"])
+    np.testing.assert_array_equal(shm["input_ids"], plain["input_ids"])
+    assert plain["input_ids"].shape == (3, 3) and plain["attention_mask"][0].tolist() == [0, 0, 1]
+    shm["a"].unlink_on_del()
+    bad = items + [{"a": np.zeros((2, 4), np.float32), "input_ids": np.arange(1, dtype=np.int32)}]
+    with pytest.raises(DataError, match="batch key 'a': samples disagree on shape"):
+        c(bad)
