@@ -108,14 +108,14 @@ class Collate:
 
     def _stack(self, k: str, xs: list) -> np.ndarray:
         first = np.asarray(xs[0])
-        shapes = {np.shape(x) for x in xs}
-        if len(shapes) > 1:
-            raise DataError(f"batch key {k!r}: samples disagree on shape "
-                            f"{sorted(str(s) for s in shapes)}")
-        if not self.shared_memory or first.dtype.hasobject or first.dtype.kind in "US":
-            return np.stack(xs)
-        out = SharedMemoryArray((len(xs),) + first.shape, dtype=first.dtype)
-        return np.stack(xs, out=out, casting="no")
+        out = None
+        if self.shared_memory and not first.dtype.hasobject and first.dtype.kind not in "US":
+            out = SharedMemoryArray((len(xs),) + first.shape, dtype=first.dtype)
+        try:
+            return np.stack(xs, out=out, casting="no" if out is not None else "same_kind")
+        except ValueError as e:
+            shapes = sorted({str(np.shape(x)) for x in xs})
+            raise DataError(f"batch key {k!r}: samples disagree on shape {shapes}") from e
 
     def __call__(self, items: list[dict]) -> dict:
         out = {k: self._stack(k, [it[k] for it in items]) for k in items[0] if k != "input_ids"}

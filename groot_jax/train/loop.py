@@ -48,8 +48,9 @@ def maybe_initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
-def build_mesh(cfg: TrainConfig) -> Mesh:
-    return sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
+def build_mesh(cfg: TrainConfig, devices=None) -> Mesh:
+    """The configured mesh over `devices` (default: all local/global devices)."""
+    return sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
 
 
 def default_data(cfg: TrainConfig) -> grain.DatasetIterator:

@@ -37,8 +37,7 @@ def report(cfg: TrainConfig, mesh=None, tpu: str | None = None) -> dict:
     """Bytes per device: arguments (state + batch), outputs, temporaries, and their peak sum.
     `tpu`: a TPU slice ("v5e:1x1") to compile for instead of the local devices."""
     if mesh is None:
-        devs = tpu_aot.devices(tpu) if tpu else None
-        mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devs)
+        mesh = loop.build_mesh(cfg, devices=tpu_aot.devices(tpu) if tpu else None)
     s = state_lib.setup(cfg, mesh)
     step = loop.jit_train_step(cfg, s)
     rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=sharding.replicated(mesh))

@@ -11,16 +11,10 @@ from groot_jax.data.lerobot_v3 import LeRobotV3Source
 from groot_jax.data.modality import DataConfig
 from groot_jax.data.stats import compute_column_stats
 from tests.data import synth
-from tests.data.fixtures import TASKS
+from tests.data.fixtures import TASKS, V2_DATA_CONFIG
 
-CFG2 = DataConfig(
-    name="t",
-    embodiment_tag="new_embodiment",
-    video_keys=("video.front", "video.wrist"),
-    state_keys=("state.arm", "state.gripper"),
-    action_keys=("action.arm", "action.gripper"),
-    language_keys=("annotation.human.task_description",),
-)
+# Normalization is not part of what a source returns: the fixture config serves as is.
+CFG2 = V2_DATA_CONFIG
 
 
 def test_v2_sample_values(v2_root):
