@@ -203,7 +203,7 @@ class DataConfig:
 
 def clamp_indices(step_indices: np.ndarray, length: int) -> np.ndarray:
     """Video/language rule: indices clamped into [0, length-1]."""
-    return np.clip(np.asarray(step_indices), 0, length - 1)
+    return np.minimum(np.maximum(step_indices, 0), length - 1)  # np.clip costs ~3x more here
 
 
 def pad_edges(array: np.ndarray, step_indices: np.ndarray, absolute: bool) -> np.ndarray:

@@ -181,7 +181,8 @@ class EpisodeSource:
         # For error messages only; os.path is ~10x cheaper than pathlib on the per-sample path.
         return os.path.join(str(self.root), "meta", "modality.json")
 
-    def state_action(self, ep: Episode, key: str, step_indices: np.ndarray) -> np.ndarray:
+    def key_column(self, ep: Episode, key: str) -> np.ndarray:
+        """The whole episode's values of one state/action key: float32 [T, d] (a view)."""
         meta = self.modality.lookup(key, self._modality_json)
         col = ep.columns.get(meta.original_key)
         if col is None:
@@ -194,7 +195,13 @@ class EpisodeSource:
                 f"{ep.file}: column {meta.original_key!r} has width {col.shape[1]} but "
                 f"{key} needs [{meta.start}:{meta.end}] (modality.json)"
             )
-        return pad_edges(col[:, meta.start : meta.end], step_indices, meta.absolute)
+        return col[:, meta.start : meta.end]
+
+    def is_absolute(self, key: str) -> bool:
+        return self.modality.lookup(key, self._modality_json).absolute
+
+    def state_action(self, ep: Episode, key: str, step_indices: np.ndarray) -> np.ndarray:
+        return pad_edges(self.key_column(ep, key), step_indices, self.is_absolute(key))
 
     def language(self, ep: Episode, key: str, step_indices: np.ndarray) -> list[str]:
         orig = self.modality.lookup(key, self._modality_json)
@@ -223,16 +230,19 @@ class EpisodeSource:
         idx = clamp_indices(step_indices, ep.length)
         return self.decoder.frames(loc[0], ep.timestamps[idx].astype(np.float64) + loc[1])
 
-    def get(self, pos: int, base: int, cfg: DataConfig) -> dict:
+    def get(self, pos: int, base: int, cfg: DataConfig, state_action: bool = True) -> dict:
+        """The raw sample at (episode position, frame). `state_action=False` leaves out the state
+        and action windows (the pipeline gathers them from per-episode encoded tables instead)."""
         ep = self.episode(pos)
         obs = base + np.asarray(cfg.observation_indices)
-        act = base + np.asarray(cfg.action_indices)
         out: dict = {"__episode__": int(ep.index), "__frame__": int(base), "__source__": self.name}
         for k in cfg.video_keys:
             out[k] = self.video(pos, ep, k, obs)
-        for k in cfg.state_keys:
-            out[k] = self.state_action(ep, k, obs)
-        if self.has_actions:
+        if state_action:
+            for k in cfg.state_keys:
+                out[k] = self.state_action(ep, k, obs)
+        if self.has_actions and state_action:
+            act = base + np.asarray(cfg.action_indices)
             for k in cfg.action_keys:
                 out[k] = self.state_action(ep, k, act)
         for k in cfg.language_keys:

@@ -20,6 +20,7 @@ uint8 frames `pixel_u8` [V*T_o, ch, cw, 3] and the jitter draws `augment` [V*T_o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 
@@ -361,11 +362,14 @@ def device_augment_inputs(
         t, h, w = frames.shape[:3]
         top, left, ch, cw = crop_box(h, w, cfg.crop_scale, rng)
         crops.append(frames[:, top : top + ch, left : left + cw])
-        p = np.array([1, 1, 1, 0, -1, -1, -1, -1], np.float32)
         if rng is not None and cfg.color_jitter is not None:
             fb, fc, fs, fh, order = draw_jitter(rng, *cfg.color_jitter)
-            p = np.array([fb, fc, fs, fh, *order], np.float32)
-        params.append(np.broadcast_to(p, (t, 8)))
+            p = [fb, fc, fs, fh, *order.tolist()]
+        else:
+            p = [1, 1, 1, 0, -1, -1, -1, -1]
+        params.append([p] * t)
+    if len(crops) == 1:  # one view: the crop as it is (a view; batching copies it once)
+        return crops[0], np.array(params[0], np.float32)
     shapes = {c.shape for c in crops}
     if len(shapes) > 1:
         raise DataError(
@@ -373,10 +377,7 @@ def device_augment_inputs(
             f"({', '.join(cfg.video_keys)})"
         )
     u8 = np.stack(crops, 1)  # [T, V, ch, cw, 3]
-    return (
-        u8.reshape((-1,) + u8.shape[2:]),
-        np.ascontiguousarray(np.stack(params, 1).reshape(-1, 8)),
-    )
+    return u8.reshape((-1,) + u8.shape[2:]), np.array(params, np.float32).transpose(1, 0, 2).reshape(-1, 8)
 
 
 def _pixel_values_inplace(x: np.ndarray) -> np.ndarray:
@@ -511,6 +512,62 @@ class StateActionCodec:
         mask[:, :d] = True
         return out, mask
 
+    # -- per-episode tables: the same values as state() / action(), computed once per episode
+
+    def _encode_group(self, source, ep, keys, width: int, indices) -> tuple[np.ndarray, int]:
+        """(table float32 [lo + T + hi, width], lo): the episode's rows, encoded like a sample's
+        window, with `lo` rows before and `hi` after for the indices of `indices` that fall
+        outside the episode (pad_edges: the edge row for absolute keys, zeros for relative keys).
+        Every encoding step (rotation, normalization, sin/cos) works row by row, so gathering
+        rows of this table gives the values that encoding the gathered raw window gives."""
+        t = ep.length
+        lo, hi = max(0, -min(indices, default=0)), max(0, max(indices, default=0))
+        parts = []
+        for k in keys:
+            col = source.key_column(ep, k)
+            if source.is_absolute(k):
+                rows = np.concatenate([np.zeros(lo, np.intp), np.arange(t), np.full(hi, t - 1)])
+                raw = col[rows]
+            else:
+                raw = np.zeros((lo + t + hi, col.shape[1]), col.dtype)
+                raw[lo : lo + t] = col
+            parts.append(self.encode_key(k, raw))
+        out = np.zeros((lo + t + hi, width), np.float32)
+        if parts:
+            x = np.concatenate(parts, -1)
+            out[:, : x.shape[1]] = x
+        return out, lo
+
+    def encode_episode(self, source, ep, with_actions: bool) -> EncodedEpisode:
+        cfg = self.cfg
+        state, state_lo = self._encode_group(
+            source, ep, cfg.state_keys, cfg.max_state_dim, cfg.observation_indices
+        )
+        action, action_lo = None, 0
+        if with_actions:
+            action, action_lo = self._encode_group(
+                source, ep, cfg.action_keys, cfg.max_action_dim, cfg.action_indices
+            )
+        return EncodedEpisode(
+            ep.length,
+            state,
+            action,
+            state_lo + np.asarray(cfg.observation_indices, np.intp),
+            action_lo + np.asarray(cfg.action_indices, np.intp),
+        )
+
+    @functools.cached_property
+    def state_mask(self) -> np.ndarray:
+        m = np.zeros((len(self.cfg.observation_indices), self.cfg.max_state_dim), bool)
+        m[:, : self.state_dim] = True
+        return m
+
+    @functools.cached_property
+    def action_mask(self) -> np.ndarray:
+        m = np.zeros((len(self.cfg.action_indices), self.cfg.max_action_dim), np.float32)
+        m[:, : self.action_dim] = 1.0
+        return m
+
     def state(self, sample) -> tuple[np.ndarray, np.ndarray]:
         return self._concat_pad(
             sample, self.cfg.state_keys, self.cfg.max_state_dim, len(self.cfg.observation_indices)
@@ -532,6 +589,25 @@ class StateActionCodec:
             out[k] = self.decode_key(k, action[..., start : start + d])
             start += d
         return out
+
+
+@dataclasses.dataclass
+class EncodedEpisode:
+    """One episode's state (and action) after rotation, normalization, concatenation and padding
+    (StateActionCodec.encode_episode), as tables float32 [lo + T + hi, max dim] that carry the
+    edge padding rows: the window of frame f is `table[f + offsets]`, one gather."""
+
+    length: int
+    state: np.ndarray
+    action: np.ndarray | None
+    state_offsets: np.ndarray  # [T_o] intp: observation_indices + the table's leading pad rows
+    action_offsets: np.ndarray  # [T_a] intp
+
+    def state_window(self, frame: int) -> np.ndarray:
+        return self.state[frame + self.state_offsets]
+
+    def action_window(self, frame: int) -> np.ndarray:
+        return self.action[frame + self.action_offsets]
 
 
 class SampleTransform:
@@ -578,7 +654,14 @@ class SampleTransform:
             cache[key] = ids
         return ids.copy()
 
-    def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
+    def __call__(
+        self,
+        sample: dict,
+        rng: np.random.Generator | None = None,
+        encoded: EncodedEpisode | None = None,
+    ) -> dict:
+        """`encoded`: the sample's episode from `codec.encode_episode`; the state and action then
+        come from its rows (the sample needs no raw state/action windows, only `__frame__`)."""
         cfg = self.cfg
         out = {"embodiment_id": self.embodiment_id}
         n_img = 0
@@ -589,8 +672,15 @@ class SampleTransform:
         elif cfg.video_keys:  # [T*V, S, S, 3], images ordered (t v)
             out["pixel_values"] = views_to_pixel_values([sample[k] for k in cfg.video_keys], cfg, rng)
             n_img = out["pixel_values"].shape[0]
-        out["state"], out["state_mask"] = self.codec.state(sample)
-        if self.has_actions and all(k in sample for k in cfg.action_keys):
+        if encoded is not None:
+            out["state"] = encoded.state_window(sample["__frame__"])
+            out["state_mask"] = self.codec.state_mask
+        else:
+            out["state"], out["state_mask"] = self.codec.state(sample)
+        if encoded is not None and encoded.action is not None:
+            out["action"] = encoded.action_window(sample["__frame__"])
+            out["action_mask"] = self.codec.action_mask
+        elif self.has_actions and all(k in sample for k in cfg.action_keys):
             out["action"], out["action_mask"] = self.codec.action(sample)
         else:
             t = len(cfg.action_indices)

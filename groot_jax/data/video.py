@@ -24,7 +24,11 @@ from av.video.reformatter import VideoReformatter
 
 from groot_jax.data.errors import DataError
 
-# A forward gap (seconds) up to which we decode through instead of seeking.
+# A forward gap (seconds) up to which we decode through instead of seeking, while the file's
+# keyframe interval is unknown. Once two keyframes have been decoded in one run, the limit is half
+# that interval plus a frame: a seek decodes on average half a GOP from its keyframe, so decoding
+# through a longer gap costs more (with lerobot's GOP of 2, random reads then always seek, and
+# sequential reads never do).
 _FORWARD_DECODE_S = 0.5
 
 
@@ -34,16 +38,22 @@ class _Open:
     stream: av.video.stream.VideoStream
     time_base: Fraction
     fps: float
+    tb: float = 0.0  # time_base as a float: Fraction arithmetic per decoded frame costs ~5 us
     frames: object = None  # generator of decoded frames, positioned after `last_t`
     last_t: float = -1.0
     last_frame: np.ndarray | None = None
+    last_key_t: float | None = None  # the latest keyframe decoded since the last seek
+    key_interval: float | None = None  # the longest keyframe interval seen so far (seconds)
     # One reformatter per open file: `frame.to_ndarray(format="rgb24")` builds a new swscale
     # context for every frame that follows a seek (~0.4 ms of a ~1.2 ms random access at 256x256);
     # a kept reformatter reuses it (same conversion, same pixels).
     reformatter: VideoReformatter = dataclasses.field(default_factory=VideoReformatter)
 
     def rgb(self, frame) -> np.ndarray:
-        return self.reformatter.reformat(frame, format="rgb24").to_ndarray()
+        # Read-only: the array is kept as `last_frame` and handed out again without a copy.
+        a = self.reformatter.reformat(frame, format="rgb24").to_ndarray()
+        a.flags.writeable = False
+        return a
 
 
 class VideoDecoder:
@@ -97,7 +107,7 @@ class VideoDecoder:
         stream.codec_context.thread_count = self.thread_count
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 30.0
-        o = _Open(container, stream, stream.time_base, fps)
+        o = _Open(container, stream, stream.time_base, fps, float(stream.time_base))
         self.opens += 1
         self._open[path] = o
         while len(self._open) > self.max_open:
@@ -105,29 +115,39 @@ class VideoDecoder:
             old.container.close()
         return o
 
-    def _tol(self, o: _Open) -> float:
-        return self.tolerance_s if self.tolerance_s is not None else 0.4 / o.fps
+    @staticmethod
+    def _forward_limit(o: _Open) -> float:
+        if o.key_interval is None:
+            return _FORWARD_DECODE_S
+        return 0.5 * o.key_interval + 1.0 / o.fps
 
     def _restart(self, o: _Open, t: float):
         self.seeks += 1
+        o.last_key_t = None
         # seek to the keyframe at or before t (offset in stream time base)
-        o.container.seek(max(0, int(t / o.time_base)), stream=o.stream, backward=True, any_frame=False)
+        o.container.seek(max(0, int(t / o.tb)), stream=o.stream, backward=True, any_frame=False)
         o.frames = o.container.decode(o.stream)
         o.last_t = -1.0
         o.last_frame = None
 
     def _frame_at(self, path: str, o: _Open, t: float) -> np.ndarray:
-        tol = self._tol(o)
+        tol = self.tolerance_s if self.tolerance_s is not None else 0.4 / o.fps
         if o.last_frame is not None and abs(o.last_t - t) <= tol:
             return o.last_frame
-        if o.frames is None or t < o.last_t or t - o.last_t > _FORWARD_DECODE_S:
+        if o.frames is None or t < o.last_t or t - o.last_t > self._forward_limit(o):
             self._restart(o, t)
+        tb, lo = o.tb, t - tol
         try:
             for frame in o.frames:
-                if frame.pts is None:
+                pts = frame.pts
+                if pts is None:
                     continue
-                ft = float(frame.pts * o.time_base)
-                if ft < t - tol:
+                ft = pts * tb
+                if frame.key_frame:
+                    if o.last_key_t is not None and ft > o.last_key_t:
+                        o.key_interval = max(o.key_interval or 0.0, ft - o.last_key_t)
+                    o.last_key_t = ft
+                if ft < lo:
                     continue
                 o.last_t = ft
                 o.last_frame = o.rgb(frame)
@@ -145,10 +165,12 @@ class VideoDecoder:
         )
 
     def frames(self, path: str, timestamps) -> np.ndarray:
-        """uint8 [T, H, W, 3] for each timestamp (seconds, in the file's own time axis)."""
-        o = self._get(str(path))
-        out = [self._frame_at(str(path), o, float(t)) for t in np.asarray(timestamps, np.float64)]
-        return np.stack(out)
+        """uint8 [T, H, W, 3] for each timestamp (seconds, in the file's own time axis).
+        Read-only: a single frame is returned without a copy (callers crop and copy anyway)."""
+        path = str(path)
+        o = self._get(path)
+        out = [self._frame_at(path, o, t) for t in np.asarray(timestamps, np.float64).tolist()]
+        return out[0][None] if len(out) == 1 else np.stack(out)
 
 
 def read_all_frames(path: str) -> np.ndarray:

@@ -33,6 +33,9 @@ LATENT_TAG = "latent_action"
 MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id", "action",
               "action_mask")
 FLARE_KEYS = ("future_pixel_values", "future_mask")
+# With Pyramid.device_augment the batches carry cropped uint8 frames and jitter draws instead of
+# pixel_values; the train step finishes them on the accelerator (groot_jax.data.device_augment).
+DEVICE_AUGMENT_KEYS = ("pixel_u8", "augment")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Pyramid:
     future_offset: int | None = None     # FLARE: future frame = t + future_offset
     num_workers: int = 0
     max_seq_len: int | None = None
+    # Resize, colour jitter and normalization in the train step on the accelerator instead of on
+    # the host (the data pipeline's fast path; not with FLARE future frames).
+    device_augment: bool = False
 
     def specs(self) -> list[SourceSpec]:
         """Flat SourceSpecs whose weights are level weight x share within the level, named
@@ -101,6 +107,8 @@ def validate(pyramid: Pyramid, model_cfg) -> None:
 def model_batch(sample: dict, flare: bool) -> dict:
     """The keys the model's loss reads (see groot_jax/models/groot.py)."""
     keys = MODEL_KEYS + (FLARE_KEYS if flare else ())
+    if "pixel_u8" in sample:
+        keys = tuple(k for k in keys if k != "pixel_values") + DEVICE_AUGMENT_KEYS
     missing = [k for k in keys if k not in sample]
     if missing:
         raise DataError(f"batch lacks {missing} (has {sorted(sample)})")
@@ -131,7 +139,7 @@ def build_pipeline(cfg: TrainConfig, pyramid: Pyramid, *, train: bool = True, ba
     pcfg = PipelineConfig(batch_size=batch_size, seed=cfg.seed, train=train,
                           num_workers=pyramid.num_workers, max_seq_len=pyramid.max_seq_len,
                           future_offset=pyramid.future_offset if flare else None,
-                          drop_remainder=train)
+                          device_augment=pyramid.device_augment, drop_remainder=train)
     return build(specs, pcfg, tok, stats=stats)
 
 

@@ -137,17 +137,23 @@ def test_collate_writes_worker_batches_to_shared_memory():
     from groot_jax.data.errors import DataError
     from groot_jax.data.pipeline import make_collate
 
-    items = [{"a": np.full((2, 3), i, np.float32), "input_ids": np.arange(i + 1, dtype=np.int32)}
-             for i in range(3)]
+    from groot_jax.data.pipeline import SHM_MIN_BYTES
+
+    big = SHM_MIN_BYTES // 4  # float32 values: three of these make a batch array over the limit
+    items = [{"a": np.full((2, big // 2), i, np.float32), "small": np.full((2,), i, np.int32),
+              "input_ids": np.arange(i + 1, dtype=np.int32)} for i in range(3)]
     plain = make_collate(pad_id=0, max_seq_len=None)(items)
     c = make_collate(pad_id=0, max_seq_len=None)
     c.enable_shared_memory_output()   # what Grain calls in a worker process
     shm = c(items)
     assert isinstance(shm["a"], SharedMemoryArray) and not isinstance(plain["a"], SharedMemoryArray)
+    assert not isinstance(shm["small"], SharedMemoryArray)  # small arrays are pickled instead
     np.testing.assert_array_equal(np.asarray(shm["a"]), plain["a"])
+    np.testing.assert_array_equal(shm["small"], plain["small"])
     np.testing.assert_array_equal(shm["input_ids"], plain["input_ids"])
     assert plain["input_ids"].shape == (3, 3) and plain["attention_mask"][0].tolist() == [0, 0, 1]
     shm["a"].unlink_on_del()
-    bad = items + [{"a": np.zeros((2, 4), np.float32), "input_ids": np.arange(1, dtype=np.int32)}]
+    bad = items + [{"a": np.zeros((2, 4), np.float32), "small": np.zeros((2,), np.int32),
+                    "input_ids": np.arange(1, dtype=np.int32)}]
     with pytest.raises(DataError, match="batch key 'a': samples disagree on shape"):
         c(bad)

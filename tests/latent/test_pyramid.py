@@ -146,3 +146,30 @@ def test_groot_jax_pyramid_train_runs(demo):
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "done at step 4" in out.stdout, out.stdout[-3000:]
+
+
+def test_device_augment_batches(run_cfg):
+    """Pyramid(device_augment=True): the model batch carries the uint8 frames and jitter draws in
+    place of pixel_values; combined with FLARE future frames it is refused with a clear error."""
+    from groot_jax.data.errors import DataError
+
+    cfg, pyramid = run_cfg
+    fast = dataclasses.replace(pyramid, device_augment=True)
+    with pytest.raises(DataError, match="device_augment=True cannot be combined with future_offset"):
+        build_pipeline(cfg, fast)
+    # the robot level alone (it has actions), through the data layer with device augmentation
+    from groot_jax.data.pipeline import PipelineConfig
+    from groot_jax.data.pipeline import build_pipeline as data_pipeline
+
+    robot = [s for s in pyramid.specs() if s.name.startswith("real_robot/")]
+    assert len(robot) == 1
+    from groot_jax.data.prompt import PromptTokenizer
+
+    tok = PromptTokenizer(pyramid.tokenizer,
+                          tokens_per_image=cfg.model_config().backbone.tokens_per_image)
+    pipe = data_pipeline(robot, PipelineConfig(batch_size=4, device_augment=True, max_seq_len=64),
+                         tok)
+    batch = model_batch(next(iter(pipe)), flare=False)
+    assert set(batch) == {"input_ids", "attention_mask", "pixel_u8", "augment", "state",
+                          "embodiment_id", "action", "action_mask"}
+    assert batch["pixel_u8"].dtype == np.uint8 and batch["augment"].shape[-1] == 8
