@@ -141,10 +141,10 @@ class LoadBatch:
     The pipeline's unit of work is a batch, not a sample: Grain's per-element machinery (iterator
     chain, per-element RNG, worker queues) costs ~0.17 ms per element in process and ~0.33 ms
     with worker processes (measured with a no-op element), close to the ~0.4 ms that decoding a
-    frame costs. Randomness is one generator per batch, keyed by the seed and the global position
-    of the batch's first element in the index stream, so it survives an iterator restore.
-    `read_threads` > 1 loads the samples of a batch on that many threads (PyAV decodes without
-    the GIL)."""
+    frame costs. Randomness: one generator per sample, spawned from a batch generator keyed by the
+    seed and the global position of the batch's first element in the index stream, so batches
+    survive an iterator restore and do not depend on `read_threads`. `read_threads` > 1 loads the
+    samples of a batch on that many threads (PyAV decodes without the GIL)."""
 
     def __init__(self, load: LoadAndTransform, collate: Collate, seed: int, read_threads: int = 1):
         self.load = load
@@ -162,19 +162,17 @@ class LoadBatch:
         self.collate.enable_shared_memory_output()
 
     def __call__(self, elements: list) -> dict:
-        if self.load.train:
-            rng = np.random.default_rng([self.seed, int(elements[0][2])])
-        else:
-            rng = None
-        if self.read_threads > 1 and len(elements) > 1:
+        n = len(elements)
+        rngs = [None] * n
+        if self.load.train:  # one generator per sample, so threads never share one
+            rngs = np.random.default_rng([self.seed, int(elements[0][2])]).spawn(n)
+        jobs = [(int(e[0]), int(e[1]), r) for e, r in zip(elements, rngs, strict=True)]
+        if self.read_threads > 1 and n > 1:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self.read_threads)
-            # one generator per sample, drawn in order, so threads do not race on one generator
-            rngs = rng.spawn(len(elements)) if rng is not None else [None] * len(elements)
-            items = list(self._pool.map(
-                lambda a: self.load(int(a[0][0]), int(a[0][1]), a[1]), zip(elements, rngs)))
+            items = list(self._pool.map(lambda job: self.load(*job), jobs))
         else:
-            items = [self.load(int(e[0]), int(e[1]), rng) for e in elements]
+            items = [self.load(*job) for job in jobs]
         return self.collate(items)
 
 

@@ -377,7 +377,8 @@ def device_augment_inputs(
             f"({', '.join(cfg.video_keys)})"
         )
     u8 = np.stack(crops, 1)  # [T, V, ch, cw, 3]
-    return u8.reshape((-1,) + u8.shape[2:]), np.array(params, np.float32).transpose(1, 0, 2).reshape(-1, 8)
+    augment = np.array(params, np.float32).transpose(1, 0, 2).reshape(-1, 8)  # [V, T, 8] -> (t v)
+    return u8.reshape((-1,) + u8.shape[2:]), augment
 
 
 def _pixel_values_inplace(x: np.ndarray) -> np.ndarray:

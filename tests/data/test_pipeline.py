@@ -135,9 +135,7 @@ def test_collate_writes_worker_batches_to_shared_memory():
     from grain.python import SharedMemoryArray
 
     from groot_jax.data.errors import DataError
-    from groot_jax.data.pipeline import make_collate
-
-    from groot_jax.data.pipeline import SHM_MIN_BYTES
+    from groot_jax.data.pipeline import SHM_MIN_BYTES, make_collate
 
     big = SHM_MIN_BYTES // 4  # float32 values: three of these make a batch array over the limit
     items = [{"a": np.full((2, big // 2), i, np.float32), "small": np.full((2,), i, np.int32),
@@ -157,3 +155,17 @@ def test_collate_writes_worker_batches_to_shared_memory():
                     "input_ids": np.arange(1, dtype=np.int32)}]
     with pytest.raises(DataError, match="batch key 'a': samples disagree on shape"):
         c(bad)
+
+
+def test_read_threads_give_the_same_batches(mixture, tokenizer_dir):
+    """Samples of a batch loaded on threads: the same batches as one thread (per-sample
+    generators), and a different seed changes the crops / jitter (the check could fail)."""
+    def batches(threads, seed=2):
+        cfg = PipelineConfig(batch_size=4, seed=seed, read_threads=threads, prefetch=0)
+        it = iter(build_pipeline(mixture, cfg, str(tokenizer_dir)))
+        return [next(it) for _ in range(3)]
+
+    for a, b in zip(batches(1), batches(3), strict=True):
+        _equal(a, b)
+    one, other = batches(1)[0], batches(1, seed=9)[0]
+    assert not np.array_equal(one["pixel_values"], other["pixel_values"])
