@@ -10,7 +10,8 @@ or --codec libx264rgb / libsvtav1), then measures, side by side, each with `work
                    pipeline's access pattern; containers kept open, no groot_jax code)
   pipeline         the full training pipeline (shuffled mixture index, decode, crop 0.95, resize
                    224x224, colour jitter, normalization, prompt tokenization, batching) with
-                   `workers` Grain worker processes; samples/s after a warm-up
+                   `workers` Grain worker processes, each building whole batches (LoadBatch);
+                   samples/s after a warm-up
   pipeline, device augment (--mode both/device)
                    the same with SampleTransform(device_augment=True): the host decodes and crops,
                    resize/jitter/normalization are left to groot_jax.data.device_augment inside
@@ -134,7 +135,8 @@ def main():
     ap.add_argument("--batches", type=int, default=60, help="at least this many timed batches")
     ap.add_argument("--seconds", type=float, default=6.0, help="length of each timed window")
     ap.add_argument("--no-jitter", action="store_true")
-    ap.add_argument("--threads", type=int, default=1, help="Grain read threads per process")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per worker loading the samples of a batch (PipelineConfig.read_threads)")
     ap.add_argument("--mode", default="both", choices=["host", "device", "both"],
                     help="pipeline with host transforms, with device augmentation (host part), or both")
     args = ap.parse_args()
