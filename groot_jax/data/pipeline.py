@@ -9,9 +9,9 @@ Index level (deterministic, cheap): each source is MapDataset.range(num_steps) -
 -> repeat(); sources are mixed with MapDataset.mix(weights); each element gets its position in the
 stream; the stream is sliced by JAX process (`ds[process_index::process_count]`).
 Batch level: to_iter_dataset -> batch(batch_fn=LoadBatch), which loads, transforms and collates the
-B samples of a batch in one call (in shared memory inside workers), with one RNG per batch keyed by
-the seed and the batch's first position, so restores are exact -> mp_prefetch worker processes (or,
-in process, a background thread prefetching batches).
+B samples of a batch in one call (in shared memory inside workers), with per-sample RNGs spawned
+from one keyed by the seed and the batch's first position, so restores are exact -> mp_prefetch
+worker processes (or, in process, a background thread prefetching batches).
 
 Batch (B = batch_size; see groot_jax/models/groot.py):
   input_ids int32 [B, L] (left padded), attention_mask bool [B, L],
