@@ -64,7 +64,7 @@ class SidecarActionSource(EpisodeSource):
 
     def __init__(self, base: EpisodeSource, sidecar: str | Path, *, column: str | None = None,
                  action_keys: dict[str, tuple[int, int]] | None = None):
-        super().__init__(cache_episodes=base._cache_size, decoder=base.decoder)
+        super().__init__(cache_bytes=base._cache_bytes, decoder=base.decoder)
         self.base = base
         self.sidecar = Path(sidecar)
         self._manifest = read_sidecar_manifest(self.sidecar)

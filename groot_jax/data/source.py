@@ -87,6 +87,14 @@ class Episode:
     timestamps: np.ndarray
     annotations: dict[str, np.ndarray]  # original_key -> int task indices [T] or str array
     file: str
+    # Values computed from this episode by its users (the pipeline's encoded state/action
+    # tables), evicted with it.
+    derived: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        n = self.timestamps.nbytes + sum(a.nbytes for a in self.columns.values())
+        return n + sum(a.nbytes for a in self.annotations.values())
 
 
 class EpisodeSource:
@@ -102,9 +110,14 @@ class EpisodeSource:
     video_resolution: dict[str, tuple[int, int]]  # video name -> (W, H)
     has_actions: bool = True
 
-    def __init__(self, cache_episodes: int = 8, decoder: VideoDecoder | None = None):
+    def __init__(self, cache_bytes: int = 1 << 30, decoder: VideoDecoder | None = None):
+        """cache_bytes: episodes (their state/action/timestamp/annotation columns) kept per
+        process, least recently used first out, but at least one. The default 1 GiB holds every
+        episode of datasets up to ~2M frames at 100 dims, so each episode file is read once per
+        process; random access over more episodes than fit reads one parquet file per sample."""
         self._cache: collections.OrderedDict[int, Episode] = collections.OrderedDict()
-        self._cache_size = cache_episodes
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
         self._lock = threading.Lock()
         self.decoder = decoder or VideoDecoder()
         # (pos, video key) -> (path string, timestamp offset): resolved once, not per sample.
@@ -114,6 +127,7 @@ class EpisodeSource:
     def __getstate__(self):
         s = dict(self.__dict__)
         s["_cache"] = collections.OrderedDict()
+        s["_cached_bytes"] = 0
         del s["_lock"]
         return s
 
@@ -162,8 +176,9 @@ class EpisodeSource:
             if ep.length == 0:
                 raise DataError(f"{ep.file}: episode {ep.index} is empty")
             self._cache[pos] = ep
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cached_bytes += ep.nbytes
+            while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
+                self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
         else:
             self._cache.move_to_end(pos)
         return ep

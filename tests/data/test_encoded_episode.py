@@ -59,7 +59,7 @@ def source(tmp_path_factory):
 def test_encoded_tables_equal_per_sample_transform(source, train):
     stats = key_stats(source, compute_column_stats(source))
     transform = SampleTransform(CFG, source.modality, stats, tokenizer=None)
-    load = LoadAndTransform([source], [transform], train=train, cache_episodes=1)
+    load = LoadAndTransform([source], [transform], train=train)
     checked = 0
     for step in range(len(source)):
         pos, frame = source.locate(step)
@@ -71,8 +71,22 @@ def test_encoded_tables_equal_per_sample_transform(source, train):
             np.testing.assert_array_equal(got[k], want[k], err_msg=f"{k} at step {step}")
         checked += 1
     assert checked == 26
-    # the tables were really used and evicted (cache of one episode per source)
-    assert len(load._encoded) == 1
+    # the tables were really used: they are kept with the cached episodes
+    assert all(transform.codec in ep.derived for ep in source._cache.values())
+
+
+def test_episode_cache_keeps_within_its_byte_budget(tmp_path):
+    root = write_v2_dataset(tmp_path / "ds", lengths=(7, 19, 5), cameras=("front",),
+                            modality_override=MODALITY)
+    one = LeRobotV2Source(root, cache_bytes=1)  # below one episode: keeps exactly one
+    for pos in range(3):
+        one.episode(pos)
+    assert list(one._cache) == [2] and one._cached_bytes == one._cache[2].nbytes
+    every = LeRobotV2Source(root)
+    for pos in (0, 1, 2, 0):
+        every.episode(pos)
+    assert len(every._cache) == 3 and every._cached_bytes == sum(
+        e.nbytes for e in every._cache.values())
 
 
 def test_relative_and_absolute_edges_differ(source):
