@@ -136,7 +136,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=6.0, help="length of each timed window")
     ap.add_argument("--no-jitter", action="store_true")
     ap.add_argument("--threads", type=int, default=1,
-                    help="threads per worker loading the samples of a batch (PipelineConfig.read_threads)")
+                    help="threads per worker loading a batch's samples (PipelineConfig.read_threads)")
     ap.add_argument("--mode", default="both", choices=["host", "device", "both"],
                     help="pipeline with host transforms, with device augmentation (host part), or both")
     args = ap.parse_args()
