@@ -43,6 +43,7 @@ from groot_jax.data.transforms import (
     to_pixel_values,
     video_transform,
 )
+from groot_jax.data.video import VideoDecoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +55,9 @@ class PipelineConfig:
     per_worker_buffer_size: int = 2
     read_threads: int = 1  # threads per process loading the samples of a batch
     prefetch: int = 4  # in process (num_workers=0): batches prepared ahead on a background thread
-    # Video files kept open per source, per process and per read thread (least recently used
-    # closed first). Reopening costs an open, a codec start and a seek per sample; an open h264
-    # stream holds ~2 MB at 256x256 (more at higher resolutions).
+    # Video files kept open per process and read thread, over all sources of the mixture (least
+    # recently used closed first). Reopening costs an open, a codec start and a seek per sample;
+    # an open h264 stream holds ~2 MB at 256x256 (measured), more at higher resolutions.
     open_videos: int = 128
     max_seq_len: int | None = None  # fixed prompt length (static shapes); None = batch longest
     shard_index: int | None = None  # default jax.process_index()
@@ -263,8 +264,11 @@ def build_pipeline(
     if isinstance(tokenizer, str):
         tokenizer = PromptTokenizer(tokenizer)
     sources = sources if sources is not None else [open_source(s) for s in specs]
+    decoder = VideoDecoder(max_open=cfg.open_videos)  # one cache and one budget for the mixture
     for src in sources:
-        src.decoder.max_open = cfg.open_videos
+        for s in (src, getattr(src, "base", None)):  # a sidecar source decodes through its base
+            if s is not None:
+                s.decoder = decoder
     if stats is None:
         stats = mixture_stats(sources, specs)
     transforms = []

@@ -169,3 +169,18 @@ def test_read_threads_give_the_same_batches(mixture, tokenizer_dir):
         _equal(a, b)
     one, other = batches(1)[0], batches(1, seed=9)[0]
     assert not np.array_equal(one["pixel_values"], other["pixel_values"])
+
+
+def test_one_video_cache_for_the_mixture(mixture, tokenizer_dir):
+    """All sources decode through one decoder cache with the configured budget; a budget of one
+    open file still gives the same batches (files are reopened, never mixed up)."""
+    p = build_pipeline(mixture, PipelineConfig(batch_size=4, seed=1, open_videos=1, prefetch=0),
+                       str(tokenizer_dir))
+    decoders = {id(s.decoder) for s in p.sources}
+    assert len(decoders) == 1 and p.sources[0].decoder.max_open == 1
+    small = [next(it) for it in [iter(p)] for _ in range(3)]
+    assert p.sources[0].decoder.opens > 2
+    big = iter(build_pipeline(mixture, PipelineConfig(batch_size=4, seed=1, prefetch=0),
+                              str(tokenizer_dir)))
+    for a in small:
+        _equal(a, next(big))
