@@ -48,3 +48,20 @@ def test_truncated_mp4_raises(clip, tmp_path):
     dec = VideoDecoder()
     with pytest.raises(DataError, match="truncated.mp4"):
         dec.frames(bad, np.arange(len(frames)) / 15)
+
+
+def test_forward_gaps_seek_once_the_keyframe_interval_is_known(clip):
+    """After decoding through two keyframes (GOP 4 at 15 fps: interval 4/15 s), a forward gap of
+    up to half the interval plus a frame (3 frames) decodes through; a longer gap seeks. The frames
+    are the written ones either way."""
+    path, frames = clip
+    dec = VideoDecoder()
+    ts = np.arange(len(frames)) / 15
+    assert np.array_equal(dec.frames(path, ts[:6]), frames[:6])  # keyframes at 0 and 4
+    assert dec.seeks == 1
+    assert np.array_equal(dec.frames(path, [ts[7]])[0], frames[7])  # gap of 2 frames: through
+    assert dec.seeks == 1
+    assert np.array_equal(dec.frames(path, [ts[11]])[0], frames[11])  # gap of 4 frames: seek
+    assert dec.seeks == 2
+    assert np.array_equal(dec.frames(path, [ts[12]])[0], frames[12])  # next frame: through
+    assert dec.seeks == 2
