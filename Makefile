@@ -46,7 +46,7 @@ test: $(VENV)/.installed $(TPU_AOT)/.installed $(REF)/.installed $(LEROBOT_WRITE
 parity: $(VENV)/.installed $(REF)/.installed
 	$(PY) -m pytest -m parity $(PYTEST_ARGS)
 
-slow: $(VENV)/.installed $(REF)/.installed
+slow: $(VENV)/.installed $(TPU_AOT)/.installed $(REF)/.installed
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

@@ -52,6 +52,7 @@ def test_fp32_moments_refused_on_one_v5e_chip():
     assert "does NOT fit on v5e:1x1" in out and "HBM" in out
 
 
+@pytest.mark.slow  # ~2.5 min of TPU compile; `make slow` runs it
 def test_full_model_fsdp_fits_eight_v5e_chips():
     rc, out = _dry_run("full_n15_fsdp8", "v5e:2x4")
     assert rc == 0, out
