@@ -31,6 +31,7 @@ def _report(out: str) -> dict:
     return json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
 
 
+@pytest.mark.slow  # ~4 min of TPU compile; `make slow` runs it
 def test_default_finetune_fits_one_v5e_chip():
     rc, out = _dry_run("finetune_n15", "v5e:1x1")
     assert rc == 0, out
