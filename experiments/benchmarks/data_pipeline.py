@@ -12,11 +12,19 @@ or --codec libx264rgb / libsvtav1), then measures, side by side, each with `work
                    224x224, colour jitter, normalization, prompt tokenization, batching) with
                    `workers` Grain worker processes, each building whole batches (LoadBatch);
                    samples/s after a warm-up
-  pipeline, device augment (--mode both/device)
+  pipeline, device augment (--mode all/device)
                    the same with SampleTransform(device_augment=True): the host decodes and crops,
                    resize/jitter/normalization are left to groot_jax.data.device_augment inside
                    the train step (not timed here: it runs on the accelerator)
-Both raw rows convert to RGB with one kept swscale context per file (a fresh one per frame, as
+  pipeline, device augment + YUV (--mode all/yuv)
+                   the same with PipelineConfig(device_yuv=True): the host ships the crop of the
+                   decoded yuv420p planes; the RGB conversion (bit-exact to swscale's) also moves
+                   to the accelerator
+  raw random, no RGB
+                   PyAV alone as in "raw random", stopping at the decoded yuv420p frame (planes
+                   read, no conversion): the limit for the YUV row, printed so that its ratio
+                   against a decode that skips the same work is visible too
+The raw RGB rows convert with one kept swscale context per file (a fresh one per frame, as
 `frame.to_ndarray(format="rgb24")` does after a seek, is slower and would flatter the ratios).
 The machine is shared, so every row is a timed window of --seconds (all workers decode in the same
 window), and the raw rates are measured before and after the pipeline rows and averaged (both are
@@ -71,7 +79,7 @@ def _decode_random(args):
     import av
     from av.video.reformatter import VideoReformatter
 
-    paths, lengths, fps, seconds, seed, start_at = args
+    paths, lengths, fps, seconds, seed, start_at, to_rgb = args
     rng = np.random.default_rng(seed)
     open_ = []
     for p in paths:
@@ -89,7 +97,10 @@ def _decode_random(args):
         c.seek(int(t / s.time_base), stream=s, backward=True, any_frame=False)
         for f in c.decode(s):
             if f.pts is not None and float(f.pts * s.time_base) >= t - 0.4 / fps:
-                rgb.reformat(f, format="rgb24").to_ndarray()
+                if to_rgb:
+                    rgb.reformat(f, format="rgb24").to_ndarray()
+                else:  # the planes as arrays, as VideoDecoder.frames_yuv420 reads them
+                    [np.frombuffer(p, np.uint8) for p in f.planes]
                 break
     end, cpu = time.time(), time.process_time() - cpu
     for c, _, _ in open_:
@@ -137,8 +148,9 @@ def main():
     ap.add_argument("--no-jitter", action="store_true")
     ap.add_argument("--threads", type=int, default=1,
                     help="threads per worker loading a batch's samples (PipelineConfig.read_threads)")
-    ap.add_argument("--mode", default="both", choices=["host", "device", "both"],
-                    help="pipeline with host transforms, with device augmentation (host part), or both")
+    ap.add_argument("--mode", default="all", choices=["host", "device", "yuv", "all"],
+                    help="pipeline with host transforms, with device augmentation (host part), "
+                         "with device augmentation and YUV transport, or all three")
     args = ap.parse_args()
 
     from absl import flags
@@ -201,10 +213,13 @@ def main():
         start = time.time() + 4  # after the workers' start-up
         n, dt, cpu = _parallel(_decode_all, [(c, start, args.seconds) for c in chunks], w, start)
         seq, seq_cpu = n / dt, cpu / n
-        start = time.time() + 4
-        jobs = [(paths, lengths, 30, args.seconds, i, start) for i in range(w)]
-        n, dt, cpu = _parallel(_decode_random, jobs, w, start)
-        return seq, n / dt, seq_cpu, cpu / n
+        rand = []
+        for to_rgb in (True, False):
+            start = time.time() + 4
+            jobs = [(paths, lengths, 30, args.seconds, i, start, to_rgb) for i in range(w)]
+            n, dt, cpu = _parallel(_decode_random, jobs, w, start)
+            rand.append((n / dt, cpu / n))
+        return seq, rand[0][0], seq_cpu, rand[0][1], rand[1][0], rand[1][1]
 
     raw_before = raw_rates()
 
@@ -219,7 +234,7 @@ def main():
         action_normalization={"action.arm": "min_max", "action.gripper": "min_max"},
         color_jitter=None if args.no_jitter else (0.3, 0.4, 0.5, 0.08),
     )
-    def run_pipeline(device_augment: bool):
+    def run_pipeline(device_augment: bool, device_yuv: bool = False):
         p = build_pipeline(
             [SourceSpec(str(root), cfg)],
             PipelineConfig(
@@ -229,6 +244,7 @@ def main():
                 read_threads=args.threads,
                 per_worker_buffer_size=4,
                 device_augment=device_augment,
+                device_yuv=device_yuv,
             ),
             str(tok),
         )
@@ -243,7 +259,10 @@ def main():
             b = next(it)
             n += 1
         dt, cpu = time.perf_counter() - t, _cpu_tree() - cpu
-        if device_augment:
+        if device_yuv:
+            assert b["pixel_y"].shape[:2] == (args.batch, 1)
+            assert b["augment"].shape == (args.batch, 1, 8)
+        elif device_augment:
             assert b["pixel_u8"].shape[:2] == (args.batch, 1)
             assert b["augment"].shape == (args.batch, 1, 8)
         else:
@@ -252,13 +271,15 @@ def main():
         return args.batch * n / dt, warm, cpu / (args.batch * n)
 
     rows = []
-    if args.mode in ("host", "both"):
+    if args.mode in ("host", "all"):
         rows.append((f"full pipeline ({w} workers)", *run_pipeline(False)))
-    if args.mode in ("device", "both"):
+    if args.mode in ("device", "all"):
         rows.append(("pipeline, device augment", *run_pipeline(True)))
+    if args.mode in ("yuv", "all"):
+        rows.append(("pipeline, device aug. + YUV", *run_pipeline(True, True)))
 
     raw_after = raw_rates()
-    raw_seq, raw_rand, seq_cpu, rand_cpu = (
+    raw_seq, raw_rand, seq_cpu, rand_cpu, raw_yuv, yuv_cpu = (
         (a + b) / 2 for a, b in zip(raw_before, raw_after, strict=True)
     )
 
@@ -276,9 +297,15 @@ def main():
             f"{name:30s}{rate:9.1f}{rate / raw_seq:11.1%}{rate / raw_rand:11.1%}{cpu * 1e3:13.3f}"
             f"{rand_cpu / cpu:22.1%}"
         )
+    print(f"{'raw random, no RGB (yuv420p)':30s}{raw_yuv:9.1f}{raw_yuv / raw_seq:11.1%}"
+          f"{raw_yuv / raw_rand:11.1%}{yuv_cpu * 1e3:13.3f}")
+    if args.mode in ("yuv", "all"):
+        rate, cpu = rows[-1][1], rows[-1][3]
+        print(f"YUV pipeline / raw random no RGB: {rate / raw_yuv:.1%} (CPU: {yuv_cpu / cpu:.1%})")
     print(
         f"(raw rates: mean of before / after the pipelines: sequential {raw_before[0]:.0f} / "
-        f"{raw_after[0]:.0f}, random {raw_before[1]:.0f} / {raw_after[1]:.0f}; windows of "
+        f"{raw_after[0]:.0f}, random {raw_before[1]:.0f} / {raw_after[1]:.0f}, random no RGB "
+        f"{raw_before[4]:.0f} / {raw_after[4]:.0f}; windows of "
         f">= {args.seconds:g}s; pipeline warm-up {', '.join(f'{r[2]:.1f}s' for r in rows)}; "
         f"batches of {args.batch}; jitter {'off' if args.no_jitter else 'on'}; {w} processes in "
         f"every row; CPU ms/item: user+system CPU of all processes involved (for the pipelines the "

@@ -9,6 +9,17 @@ drawn from the sample rng exactly as the host path draws them (same crops, same 
 Device: `pixel_values = augment_images(pixel_u8, augment, 224)` -> float32 [..., T*V, 224, 224, 3]
 in [-1, 1], or `apply(batch)` on a collated batch.
 
+With `PipelineConfig(device_yuv=True)` the host does not even convert to RGB: it ships the crop of
+the decoded yuv420p planes,
+  pixel_y   uint8 [T*V, ch, cw]      the luma crop
+  pixel_u   uint8 [T*V, ch2, cw2]    the chroma rows/columns covering it (ch2 = min(ch//2+1, H/2))
+  pixel_v   uint8 [T*V, ch2, cw2]
+  yuv_meta  int32 [T*V, 3]           (row, column) of the crop in the 2x-upsampled chroma window,
+                                     and the conversion (groot_jax.data.video.YUV_CONVERSIONS)
+(about half the bytes of the RGB crop, and no swscale call on the host), and `yuv_to_rgb` rebuilds
+the RGB crop from swscale's own conversion, tabulated exhaustively (groot_jax/data/yuv_tables.py):
+bit-exact to the host's RGB, so the tolerance below is unchanged.
+
 Equality with the host path (groot_jax/data/transforms.py, bit-exact to torchvision): the same
 operations in float32. uint8 <-> float conversions go through the host's lookup values; the
 antialiased resize is applied tap by tap in torch's order with each step rounded like a fused
@@ -30,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from groot_jax.data.transforms import _aa_taps
+from groot_jax.data.yuv_tables import yuv_tables
 
 _U8_TO_F32 = np.arange(256, dtype=np.float32) / np.float32(255.0)  # == host u8 / 255
 _U8_TO_PIX = (_U8_TO_F32 - np.float32(0.5)) / np.float32(0.5)  # == host to_pixel_values
@@ -145,11 +157,43 @@ def augment_images(pixel_u8: jax.Array, augment: jax.Array, image_size: int = 22
     return out.reshape(lead + (image_size, image_size, 3))
 
 
+@jax.jit
+def yuv_to_rgb(pixel_y: jax.Array, pixel_u: jax.Array, pixel_v: jax.Array, yuv_meta: jax.Array
+               ) -> jax.Array:
+    """Cropped yuv420p planes (see the module docstring) -> uint8 [..., ch, cw, 3], equal to
+    swscale's RGB of the frame, cropped. Nearest chroma: each chroma sample covers 2x2 pixels."""
+    lead, (ch, cw) = pixel_y.shape[:-2], pixel_y.shape[-2:]
+    ch2, cw2 = pixel_u.shape[-2:]
+    meta = yuv_meta.reshape(-1, 3).astype(jnp.int32)
+
+    def upsample(c, m):  # [ch2, cw2] -> [ch, cw] at the crop's offset
+        up = jnp.repeat(jnp.repeat(c, 2, axis=0), 2, axis=1)
+        return jax.lax.dynamic_slice(up, (m[0], m[1]), (ch, cw))
+
+    u = jax.vmap(upsample)(pixel_u.reshape(-1, ch2, cw2), meta).astype(jnp.int32)
+    v = jax.vmap(upsample)(pixel_v.reshape(-1, ch2, cw2), meta).astype(jnp.int32)
+    y = pixel_y.reshape(-1, ch, cw).astype(jnp.int32)
+    t = yuv_tables()
+    c = meta[:, 2, None, None] * 256
+    r = jnp.asarray(t.r)[((c + v) << 8) + y]
+    b = jnp.asarray(t.b)[((c + u) << 8) + y]
+    g = jnp.asarray(t.g)[(jnp.asarray(t.g_class)[((c + u) << 8) + v] << 8) + y]
+    return jnp.stack([r, g, b], -1).reshape(lead + (ch, cw, 3))
+
+
+YUV_KEYS = ("pixel_y", "pixel_u", "pixel_v", "yuv_meta")
+
+
 def apply(batch: dict, image_size: int = 224) -> dict:
-    """A collated batch with `pixel_u8` [B, N, ch, cw, 3] + `augment` [B, N, 8] -> the same batch
-    with `pixel_values` [B, N, S, S, 3] (those two keys removed). Other batches pass unchanged."""
-    if "pixel_u8" not in batch:
+    """A collated batch with `pixel_u8` [B, N, ch, cw, 3] (or the yuv420p crops `pixel_y`,
+    `pixel_u`, `pixel_v`, `yuv_meta`) + `augment` [B, N, 8] -> the same batch with `pixel_values`
+    [B, N, S, S, 3] (those keys removed). Other batches pass unchanged."""
+    if "pixel_y" in batch:
+        pixel_u8 = yuv_to_rgb(*(batch[k] for k in YUV_KEYS))
+    elif "pixel_u8" in batch:
+        pixel_u8 = batch["pixel_u8"]
+    else:
         return batch
-    out = {k: v for k, v in batch.items() if k not in ("pixel_u8", "augment")}
-    out["pixel_values"] = augment_images(batch["pixel_u8"], batch["augment"], image_size)
+    out = {k: v for k, v in batch.items() if k not in ("pixel_u8", "augment", *YUV_KEYS)}
+    out["pixel_values"] = augment_images(pixel_u8, batch["augment"], image_size)
     return out

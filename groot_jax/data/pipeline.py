@@ -9,8 +9,8 @@ Index level (deterministic, cheap): each source is MapDataset.range(num_steps) -
 -> repeat(); sources are mixed with MapDataset.mix(weights); each element gets its position in the
 stream; the stream is sliced by JAX process (`ds[process_index::process_count]`).
 Batch level: to_iter_dataset -> batch(batch_fn=LoadBatch), which loads, transforms and collates the
-B samples of a batch in one call (in shared memory inside workers), with per-sample RNGs spawned
-from one keyed by the seed and the batch's first position, so restores are exact -> mp_prefetch
+B samples of a batch in one call (in shared memory inside workers), with per-sample draws taken
+from a generator keyed by the seed and the batch's first position, so restores are exact -> mp_prefetch
 worker processes (or, in process, a background thread prefetching batches).
 
 Batch (B = batch_size; see groot_jax/models/groot.py):
@@ -34,6 +34,8 @@ import grain
 import numpy as np
 from grain.python import SharedMemoryArray
 
+from groot_jax.data import shm_ring
+from groot_jax.data.draws import batch_draws
 from groot_jax.data.errors import DataError
 from groot_jax.data.mixture import SourceSpec, mixture_stats, open_source
 from groot_jax.data.prompt import PromptTokenizer, left_pad
@@ -69,6 +71,14 @@ class PipelineConfig:
     # uint8 frames (`pixel_u8`) and their jitter draws (`augment`); the train step calls
     # groot_jax.data.device_augment.apply. Values equal the host path within one uint8 level.
     device_augment: bool = False
+    # With device_augment: ship the crop of the decoded yuv420p planes instead of RGB, converted on
+    # the accelerator bit-exactly as swscale converts it (groot_jax/data/yuv_tables.py). The host
+    # then skips the RGB conversion (~0.16 ms of a ~0.6 ms random frame read at 256x256, measured)
+    # and moves half the bytes. Every video of the mixture must be yuv420p (else DataError).
+    device_yuv: bool = False
+    # Worker processes hand batches over in reused shared-memory slots (shm_ring.py) instead of
+    # fresh Grain shared-memory arrays; False = Grain's own mechanism.
+    shm_ring: bool = True
 
 
 class LoadAndTransform:
@@ -93,10 +103,19 @@ class LoadAndTransform:
         return enc
 
     def __call__(self, si: int, step: int, rng: np.random.Generator | None) -> dict:
+        return self.finish(si, *self.read(si, step), rng)
+
+    def read(self, si: int, step: int) -> tuple[int, int, dict]:
+        """The decoding half: (episode position, frame, raw sample with decoded video)."""
         src = self.sources[si]
         pos, frame = src.locate(step)
+        t = self.transforms[si]
+        return pos, frame, src.get(pos, frame, t.cfg, state_action=False, yuv=t.device_yuv)
+
+    def finish(self, si: int, pos: int, frame: int, raw: dict, rng) -> dict:
+        """The transforming half: raw sample -> model input."""
+        src = self.sources[si]
         cfg = self.transforms[si].cfg
-        raw = src.get(pos, frame, cfg, state_action=False)
         # The future frames must get the crop and jitter of the current ones: replay the rng.
         replay = copy.deepcopy(rng) if (self.train and self.future_offset) else None
         out = self.transforms[si](raw, rng if self.train else None, self._encoded_episode(si, pos))
@@ -117,15 +136,24 @@ class LoadAndTransform:
                 "future_mask": np.bool_(frame + self.future_offset < int(src.episode_lengths[pos]))}
 
 
+# Samples decoded back to back before their transforms run. Interleaving ~0.05 ms of Python work
+# with each ~0.47 ms frame decode made the pair cost 0.15 ms more than the two apart (measured
+# in one process on the benchmark's videos: the decoder's state falls out of the core's caches);
+# decoding 8 frames, then transforming them, recovered ~0.09 ms a sample, and 32 at once less
+# (the decoded frames themselves then crowd the cache).
+DECODE_GROUP = 8
+
+
 class LoadBatch:
     """Grain batch_fn: B index elements (source, step, position) -> one collated batch.
 
     The pipeline's unit of work is a batch, not a sample: Grain's per-element machinery (iterator
     chain, per-element RNG, worker queues) costs ~0.17 ms per element in process and ~0.33 ms
     with worker processes (measured with a no-op element), close to the ~0.4 ms that decoding a
-    frame costs. Randomness: one generator per sample, spawned from a batch generator keyed by the
-    seed and the global position of the batch's first element in the index stream, so batches
-    survive an iterator restore and do not depend on `read_threads`. `read_threads` > 1 loads the
+    frame costs. Randomness: each sample consumes its own row of uniforms drawn for the batch from
+    a generator keyed by the seed and the global position of the batch's first element in the
+    index stream (groot_jax/data/draws.py), so batches survive an iterator restore and do not
+    depend on `read_threads`. `read_threads` > 1 loads the
     samples of a batch on that many threads (PyAV decodes without the GIL)."""
 
     def __init__(self, load: LoadAndTransform, collate: Collate, seed: int, read_threads: int = 1):
@@ -146,15 +174,20 @@ class LoadBatch:
     def __call__(self, elements: list) -> dict:
         n = len(elements)
         rngs = [None] * n
-        if self.load.train:  # one generator per sample, so threads never share one
-            rngs = np.random.default_rng([self.seed, int(elements[0][2])]).spawn(n)
+        if self.load.train:  # each sample its own draws, so threads never share a stream
+            rngs = batch_draws(self.seed, int(elements[0][2]), n)
         jobs = [(int(e[0]), int(e[1]), r) for e, r in zip(elements, rngs, strict=True)]
         if self.read_threads > 1 and n > 1:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self.read_threads)
             items = list(self._pool.map(lambda job: self.load(*job), jobs))
-        else:
-            items = [self.load(*job) for job in jobs]
+        else:  # decode a few samples, then transform them (see DECODE_GROUP)
+            items = []
+            for g in range(0, n, DECODE_GROUP):
+                group = jobs[g : g + DECODE_GROUP]
+                raws = [self.load.read(si, step) for si, step, _ in group]
+                items += [self.load.finish(si, *raw, r)
+                          for (si, _, r), raw in zip(group, raws, strict=True)]
         return self.collate(items)
 
 
@@ -167,15 +200,47 @@ class Collate:
     """Stack samples into a batch; left-pad the prompts. In Grain worker processes, Grain calls
     `enable_shared_memory_output()` (the `SupportsSharedMemoryOutput` protocol), and the large
     batch arrays are then written straight into shared memory, so they reach the main process
-    without being pickled through a pipe (measured: ~0.2 ms of host CPU per sample at batch 8)."""
+    without being pickled through a pipe (measured: ~0.2 ms of host CPU per sample at batch 8):
+    with `ring_slots` > 0 into a reused slot of this worker's SlotRing (the batch then carries a
+    `__slot__` reference that shm_ring.read_slots resolves in the main process), else into one
+    fresh Grain shared-memory array per key."""
 
-    def __init__(self, pad_id: int | None, max_seq_len: int | None):
+    def __init__(self, pad_id: int | None, max_seq_len: int | None, ring_slots: int = 0):
         self.pad_id = pad_id
         self.max_seq_len = max_seq_len
+        self.ring_slots = ring_slots
         self.shared_memory = False
+        self._ring = None
+
+    def __getstate__(self):
+        s = dict(self.__dict__)
+        s["_ring"] = None  # each worker process makes its own
+        return s
 
     def enable_shared_memory_output(self) -> None:
         self.shared_memory = True
+
+    @staticmethod
+    def _large(first: np.ndarray, n: int) -> bool:
+        return (not first.dtype.hasobject and first.dtype.kind not in "US"
+                and first.nbytes * n >= SHM_MIN_BYTES)
+
+    def _to_ring(self, items: list[dict]) -> dict:
+        big = {k: [it[k] for it in items] for k in items[0]
+               if k != "input_ids" and self._large(np.asarray(items[0][k]), len(items))}
+        need = shm_ring.SlotRing.needed_bytes(big)
+        if self._ring is None or need > self._ring.slot_bytes:
+            self._ring = shm_ring.SlotRing(need, self.ring_slots)
+        try:
+            ref = self._ring.stack(big)
+        except ValueError as e:
+            k = next(k for k, xs in big.items() if len({np.shape(x) for x in xs}) > 1)
+            shapes = sorted({str(np.shape(x)) for x in big[k]})
+            raise DataError(f"batch key {k!r}: samples disagree on shape {shapes}") from e
+        out = {k: self._stack(k, [it[k] for it in items]) for k in items[0]
+               if k != "input_ids" and k not in big}
+        out["__slot__"] = ref
+        return out
 
     def _stack(self, k: str, xs: list) -> np.ndarray:
         first = np.asarray(xs[0])
@@ -190,7 +255,10 @@ class Collate:
             raise DataError(f"batch key {k!r}: samples disagree on shape {shapes}") from e
 
     def __call__(self, items: list[dict]) -> dict:
-        out = {k: self._stack(k, [it[k] for it in items]) for k in items[0] if k != "input_ids"}
+        if self.shared_memory and self.ring_slots > 0 and shm_ring.available():
+            out = self._to_ring(items)
+        else:
+            out = {k: self._stack(k, [it[k] for it in items]) for k in items[0] if k != "input_ids"}
         if "input_ids" in items[0]:
             out["input_ids"], out["attention_mask"] = left_pad(
                 [it["input_ids"] for it in items], self.pad_id, self.max_seq_len
@@ -198,8 +266,8 @@ class Collate:
         return out
 
 
-def make_collate(pad_id: int | None, max_seq_len: int | None) -> Collate:
-    return Collate(pad_id, max_seq_len)
+def make_collate(pad_id: int | None, max_seq_len: int | None, ring_slots: int = 0) -> Collate:
+    return Collate(pad_id, max_seq_len, ring_slots)
 
 
 @dataclasses.dataclass
@@ -225,6 +293,39 @@ def _with_position(position: int, element: tuple) -> tuple:
     return (element[0], element[1], position)
 
 
+# Sources up to this many steps are shuffled by a stored permutation per epoch (4 bytes a step per
+# process); larger ones by Grain's stateless index shuffle, which costs ~0.1 ms per element here.
+PERMUTATION_MAX_STEPS = 1 << 26
+
+
+class EpochShuffle:
+    """map_with_index function over range(n).repeat(): position k (holding step k % n) -> step
+    perm_e[k % n], with perm_e a permutation of range(n) drawn from (seed, epoch e = k // n), so
+    every epoch visits each step once, in a new order. A stored permutation makes an element cost
+    a few microseconds instead of the ~0.1 ms of Grain's index shuffle (measured), which every
+    worker process pays for every element of the stream, including the batches it skips."""
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self.seed = seed
+        self._cache: dict = {}
+
+    def __getstate__(self):
+        return {"n": self.n, "seed": self.seed, "_cache": {}}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        perm = self._cache.get(epoch)
+        if perm is None:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n).astype(np.int32)
+            if len(self._cache) >= 2:  # the stream moves forward: keep this epoch and the last
+                self._cache.pop(min(self._cache))
+            self._cache[epoch] = perm
+        return perm
+
+    def __call__(self, k: int, step: int) -> int:
+        return int(self._perm(k // self.n)[step])
+
+
 def mixture_index(lengths: list[int], weights: list[float], cfg: PipelineConfig) -> grain.MapDataset:
     """The index stream: elements (source_index, step, position), position being the element's
     place in the whole (unsliced) stream. Training: per-source shuffle + repeat, mixed by weight;
@@ -233,10 +334,12 @@ def mixture_index(lengths: list[int], weights: list[float], cfg: PipelineConfig)
     for i, n in enumerate(lengths):
         if n == 0:
             raise DataError(f"source {i} of the mixture has no frames")
-        ds = grain.MapDataset.range(n).map(lambda s, i=i: (i, s))
-        if cfg.train:
+        ds = grain.MapDataset.range(n)
+        if cfg.train and n <= PERMUTATION_MAX_STEPS:
+            ds = ds.repeat().map_with_index(EpochShuffle(n, cfg.seed + 7919 * i))
+        elif cfg.train:
             ds = ds.shuffle(seed=cfg.seed + 7919 * i).repeat()
-        per_source.append(ds)
+        per_source.append(ds.map(lambda s, i=i: (i, s)))
     if len(per_source) == 1:
         ds = per_source[0]
     elif cfg.train:
@@ -285,6 +388,7 @@ def build_pipeline(
                 inference_language_quirk=cfg.inference_language_quirk,
                 pseudo_action_slot=any_actionless,
                 device_augment=cfg.device_augment,
+                device_yuv=cfg.device_yuv,
             )
         )
     ds = mixture_index([len(s) for s in sources], [s.weight for s in specs], cfg)
@@ -299,20 +403,30 @@ def build_pipeline(
     pad_id = tokenizer.pad_token_id if tokenizer is not None else None
     # The index stream is cheap; all loading happens in the batch function (see LoadBatch).
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    if cfg.num_workers > 0:
+        # Set below the batch: Grain enables a batch function's shared-memory output only when the
+        # dataset handed to mp_prefetch is itself the batch (an options wrapper on top hides it,
+        # and Grain then copies every large array into shared memory once more).
+        it = grain.experimental.WithOptionsIterDataset(
+            it, grain.experimental.DatasetOptions(min_shm_size=SHM_MIN_BYTES)
+        )
+    # Worker batches go through a ring of reused shared-memory slots (groot_jax/data/shm_ring.py):
+    # more slots than the worker's buffer, so a worker waits only when the main process lags.
+    ring_slots = cfg.per_worker_buffer_size + 4 if cfg.num_workers > 0 and cfg.shm_ring else 0
     it = it.batch(
         cfg.batch_size,
         drop_remainder=cfg.drop_remainder,
-        batch_fn=LoadBatch(load, make_collate(pad_id, cfg.max_seq_len), cfg.seed, cfg.read_threads),
+        batch_fn=LoadBatch(load, make_collate(pad_id, cfg.max_seq_len, ring_slots), cfg.seed,
+                           cfg.read_threads),
     )
     if cfg.num_workers == 0 and cfg.prefetch > 0:
         it = grain.experimental.ThreadPrefetchIterDataset(it, prefetch_buffer_size=cfg.prefetch)
     if cfg.num_workers > 0:
-        it = grain.experimental.WithOptionsIterDataset(
-            it, grain.experimental.DatasetOptions(min_shm_size=SHM_MIN_BYTES)
-        )
         it = it.mp_prefetch(
             grain.MultiprocessingOptions(
                 num_workers=cfg.num_workers, per_worker_buffer_size=cfg.per_worker_buffer_size
             )
         )
+        if ring_slots:
+            it = it.map(shm_ring.read_slots)
     return Pipeline(it, sources, stats, transforms)

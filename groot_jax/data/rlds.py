@@ -115,7 +115,10 @@ class RLDSSource(EpisodeSource):
         episode.images = images
         return episode
 
-    def video(self, pos, ep, key, step_indices):
+    def video(self, pos, ep, key, step_indices, yuv: bool = False):
+        if yuv:
+            raise DataError(f"{self.root}: RLDS images are stored decoded, not as yuv420p video; "
+                            "use PipelineConfig(device_yuv=False) for this source")
         name = key.split(".", 1)[1]
         self.modality.lookup(key)
         return ep.images[name][clamp_indices(step_indices, ep.length)]

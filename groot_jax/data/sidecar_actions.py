@@ -138,5 +138,5 @@ class SidecarActionSource(EpisodeSource):
     def _video_location(self, pos: int, video_name: str):
         return self.base._video_location(pos, video_name)
 
-    def video(self, pos: int, ep: Episode, key: str, step_indices: np.ndarray) -> np.ndarray:
-        return self.base.video(pos, ep, key, step_indices)
+    def video(self, pos: int, ep: Episode, key: str, step_indices: np.ndarray, yuv: bool = False):
+        return self.base.video(pos, ep, key, step_indices, yuv)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import os
 import threading
 from pathlib import Path
@@ -191,9 +192,8 @@ class EpisodeSource:
         for k in keys:
             self.modality.lookup(k, self._modality_json)
 
-    @property
-    def _modality_json(self) -> str:
-        # For error messages only; os.path is ~10x cheaper than pathlib on the per-sample path.
+    @functools.cached_property
+    def _modality_json(self) -> str:  # for error messages; built once, off the per-sample path
         return os.path.join(str(self.root), "meta", "modality.json")
 
     def key_column(self, ep: Episode, key: str) -> np.ndarray:
@@ -235,7 +235,8 @@ class EpisodeSource:
                 out.append(self.tasks[t])
         return out
 
-    def video(self, pos: int, ep: Episode, key: str, step_indices: np.ndarray) -> np.ndarray:
+    def video(self, pos: int, ep: Episode, key: str, step_indices: np.ndarray, yuv: bool = False):
+        """uint8 [T, H, W, 3] RGB frames, or with `yuv` a list of T Yuv420Frame (decoded planes)."""
         loc = self._video_locations.get((pos, key))
         if loc is None:
             name = key.split(".", 1)[1]
@@ -243,16 +244,20 @@ class EpisodeSource:
             path, offset = self._video_location(pos, name)
             loc = self._video_locations[(pos, key)] = (str(path), offset)
         idx = clamp_indices(step_indices, ep.length)
-        return self.decoder.frames(loc[0], ep.timestamps[idx].astype(np.float64) + loc[1])
+        ts = ep.timestamps[idx].astype(np.float64) + loc[1]
+        return self.decoder.frames_yuv420(loc[0], ts) if yuv else self.decoder.frames(loc[0], ts)
 
-    def get(self, pos: int, base: int, cfg: DataConfig, state_action: bool = True) -> dict:
+    def get(
+        self, pos: int, base: int, cfg: DataConfig, state_action: bool = True, yuv: bool = False
+    ) -> dict:
         """The raw sample at (episode position, frame). `state_action=False` leaves out the state
-        and action windows (the pipeline gathers them from per-episode encoded tables instead)."""
+        and action windows (the pipeline gathers them from per-episode encoded tables instead);
+        `yuv`: video as decoded YUV 4:2:0 planes (see VideoDecoder.frames_yuv420)."""
         ep = self.episode(pos)
         obs = base + np.asarray(cfg.observation_indices)
         out: dict = {"__episode__": int(ep.index), "__frame__": int(base), "__source__": self.name}
         for k in cfg.video_keys:
-            out[k] = self.video(pos, ep, k, obs)
+            out[k] = self.video(pos, ep, k, obs, yuv)
         if state_action:
             for k in cfg.state_keys:
                 out[k] = self.state_action(ep, k, obs)

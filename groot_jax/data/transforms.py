@@ -362,12 +362,7 @@ def device_augment_inputs(
         t, h, w = frames.shape[:3]
         top, left, ch, cw = crop_box(h, w, cfg.crop_scale, rng)
         crops.append(frames[:, top : top + ch, left : left + cw])
-        if rng is not None and cfg.color_jitter is not None:
-            fb, fc, fs, fh, order = draw_jitter(rng, *cfg.color_jitter)
-            p = [fb, fc, fs, fh, *order.tolist()]
-        else:
-            p = [1, 1, 1, 0, -1, -1, -1, -1]
-        params.append([p] * t)
+        params.append([_jitter_params(cfg, rng)] * t)
     if len(crops) == 1:  # one view: the crop as it is (a view; batching copies it once)
         return crops[0], np.array(params[0], np.float32)
     shapes = {c.shape for c in crops}
@@ -379,6 +374,57 @@ def device_augment_inputs(
     u8 = np.stack(crops, 1)  # [T, V, ch, cw, 3]
     augment = np.array(params, np.float32).transpose(1, 0, 2).reshape(-1, 8)  # [V, T, 8] -> (t v)
     return u8.reshape((-1,) + u8.shape[2:]), augment
+
+
+def _jitter_params(cfg: DataConfig, rng: np.random.Generator | None) -> list:
+    """One view's jitter draws as augment values (fb, fc, fs, fh, op0..op3); ops -1 = none."""
+    if rng is not None and cfg.color_jitter is not None:
+        fb, fc, fs, fh, order = draw_jitter(rng, *cfg.color_jitter)
+        return [fb, fc, fs, fh, *order]
+    return [1, 1, 1, 0, -1, -1, -1, -1]
+
+
+def _yuv_crop(f, cfg: DataConfig, rng, box=None):
+    """One Yuv420Frame -> (luma crop, U and V rows/cols covering it, meta) for `box` (top, left,
+    ch, cw), drawn by crop_box when None."""
+    h, w = f.y.shape
+    top, left, ch, cw = box if box is not None else crop_box(h, w, cfg.crop_scale, rng)
+    ch2, cw2 = min(ch // 2 + 1, h // 2), min(cw // 2 + 1, w // 2)  # chroma rows/cols needed
+    r0, c0 = min(top // 2, h // 2 - ch2), min(left // 2, w // 2 - cw2)
+    return (f.y[top : top + ch, left : left + cw], f.u[r0 : r0 + ch2, c0 : c0 + cw2],
+            f.v[r0 : r0 + ch2, c0 : c0 + cw2], (top - 2 * r0, left - 2 * c0, f.conversion))
+
+
+def device_yuv_inputs(views: list, cfg: DataConfig, rng: np.random.Generator | None) -> dict:
+    """Like device_augment_inputs (same draws, same order), from decoded yuv420p frames (a list of
+    T groot_jax.data.video.Yuv420Frame per view) and without RGB conversion: the crop's luma and
+    the chroma covering it, for groot_jax.data.device_augment.yuv_to_rgb. Returns pixel_y uint8
+    [T*V, ch, cw], pixel_u / pixel_v uint8 [T*V, ch2, cw2], yuv_meta int32 [T*V, 3] (crop offset
+    in the 2x-upsampled chroma window, conversion), augment float32 [T*V, 8]; images (t v)."""
+    if len(views) == 1 and len(views[0]) == 1:  # one image: views into the decoded planes
+        f = views[0][0]
+        y, u, v, meta = _yuv_crop(f, cfg, rng)
+        return {"pixel_y": y[None], "pixel_u": u[None], "pixel_v": v[None],
+                "yuv_meta": np.array([meta], np.int32),
+                "augment": np.array([_jitter_params(cfg, rng)], np.float32)}
+    per_view = []
+    for k, frames in zip(cfg.video_keys, views, strict=True):
+        h, w = frames[0].y.shape
+        if any(f.y.shape != (h, w) for f in frames):
+            raise DataError(f"{k}: frames of one sample differ in size")
+        box = crop_box(h, w, cfg.crop_scale, rng)  # one crop and one jitter per view
+        p = _jitter_params(cfg, rng)
+        per_view.append([(*_yuv_crop(f, cfg, rng, box), p) for f in frames])
+    images = [img for step in zip(*per_view, strict=True) for img in step]  # (t v)
+    if len({img[0].shape for img in images}) > 1:
+        raise DataError(f"device augmentation needs views of one shape ({', '.join(cfg.video_keys)})")
+    return {
+        "pixel_y": np.stack([img[0] for img in images]),
+        "pixel_u": np.stack([img[1] for img in images]),
+        "pixel_v": np.stack([img[2] for img in images]),
+        "yuv_meta": np.array([img[3] for img in images], np.int32),
+        "augment": np.array([img[4] for img in images], np.float32),
+    }
 
 
 def _pixel_values_inplace(x: np.ndarray) -> np.ndarray:
@@ -624,12 +670,19 @@ class SampleTransform:
         inference_language_quirk: bool = False,
         pseudo_action_slot: bool = False,
         device_augment: bool = False,
+        device_yuv: bool = False,
     ):
         """device_augment: emit cropped uint8 frames + augmentation parameters (`pixel_u8`,
         `augment`) instead of `pixel_values`, for groot_jax.data.device_augment to finish on the
-        accelerator (equal to the host path within rounding; see that module). Off by default."""
+        accelerator (equal to the host path within rounding; see that module). Off by default.
+        device_yuv (with device_augment): the sample's video must come as decoded yuv420p planes
+        (`source.get(..., yuv=True)`) and is emitted as their crop (`pixel_y`, `pixel_u`,
+        `pixel_v`, `yuv_meta`); the accelerator converts it to RGB exactly as swscale does."""
+        if device_yuv and not device_augment:
+            raise DataError("device_yuv=True needs device_augment=True")
         self.cfg = cfg
         self.device_augment = device_augment
+        self.device_yuv = device_yuv
         self.pseudo_action_slot = pseudo_action_slot
         self.codec = StateActionCodec(cfg, modality, stats)
         self.tokenizer = tokenizer
@@ -666,7 +719,10 @@ class SampleTransform:
         cfg = self.cfg
         out = {"embodiment_id": self.embodiment_id}
         n_img = 0
-        if cfg.video_keys and getattr(self, "device_augment", False):
+        if cfg.video_keys and getattr(self, "device_yuv", False):
+            out.update(device_yuv_inputs([sample[k] for k in cfg.video_keys], cfg, rng))
+            n_img = out["pixel_y"].shape[0]
+        elif cfg.video_keys and getattr(self, "device_augment", False):
             views = [sample[k] for k in cfg.video_keys]
             out["pixel_u8"], out["augment"] = device_augment_inputs(views, cfg, rng)
             n_img = out["pixel_u8"].shape[0]

@@ -1,6 +1,8 @@
 """PyAV decoding of frames at exact timestamps, with a decoder cache.
 
-`VideoDecoder.frames(path, timestamps)` returns uint8 [T, H, W, 3] (RGB). Each requested timestamp
+`VideoDecoder.frames(path, timestamps)` returns uint8 [T, H, W, 3] (RGB); `frames_yuv420` returns the
+decoded YUV 4:2:0 planes themselves (no RGB conversion on the host; see
+groot_jax/data/device_augment.py, which converts them on the accelerator). Each requested timestamp
 must match a decoded frame's presentation time within `tolerance_s` (default: 0.4 / fps as in
 lerobot's 1e-4 s check scaled to be robust to pts rounding); otherwise a DataError names the file and
 timestamp. This rules out the "first frame forever" failure: a decoder never substitutes a frame.
@@ -41,7 +43,8 @@ class _Open:
     tb: float = 0.0  # time_base as a float: Fraction arithmetic per decoded frame costs ~5 us
     frames: object = None  # generator of decoded frames, positioned after `last_t`
     last_t: float = -1.0
-    last_frame: np.ndarray | None = None
+    last_frame: av.VideoFrame | None = None  # the decoded frame at `last_t`
+    last_rgb: np.ndarray | None = None  # its RGB conversion, once asked for
     last_key_t: float | None = None  # the latest keyframe decoded since the last seek
     key_interval: float | None = None  # the longest keyframe interval seen so far (seconds)
     # One reformatter per open file: `frame.to_ndarray(format="rgb24")` builds a new swscale
@@ -49,11 +52,66 @@ class _Open:
     # a kept reformatter reuses it (same conversion, same pixels).
     reformatter: VideoReformatter = dataclasses.field(default_factory=VideoReformatter)
 
-    def rgb(self, frame) -> np.ndarray:
-        # Read-only: the array is kept as `last_frame` and handed out again without a copy.
-        a = self.reformatter.reformat(frame, format="rgb24").to_ndarray()
-        a.flags.writeable = False
-        return a
+    def rgb(self) -> np.ndarray:
+        # Read-only: the array is kept as `last_rgb` and handed out again without a copy.
+        if self.last_rgb is None:
+            a = self.reformatter.reformat(self.last_frame, format="rgb24").to_ndarray()
+            a.flags.writeable = False
+            self.last_rgb = a
+        return self.last_rgb
+
+
+# The frame colour tags whose yuv420p -> RGB conversion the accelerator reproduces (tables in
+# groot_jax.data.device_augment): index -> (AVColorSpace, AVColorRange) of a representative frame.
+# BT.601 (SMPTE 170M / BT.470BG, and untagged frames, which swscale treats as BT.601) and BT.709,
+# each in limited ("MPEG", and untagged) or full ("JPEG") range.
+YUV_CONVERSIONS = ((6, 1), (1, 1), (6, 2), (1, 2))
+_BT601_TAGS, _BT709_TAGS = (2, 5, 6), (1,)  # AVCOL_SPC_UNSPECIFIED / BT470BG / SMPTE170M, BT709
+_LIMITED_TAGS, _FULL_TAGS = (0, 1), (2,)  # AVCOL_RANGE_UNSPECIFIED / MPEG, JPEG
+
+
+def yuv_conversion(colorspace: int, color_range: int, path: str = "") -> int:
+    """Index into YUV_CONVERSIONS of the conversion swscale applies to frames with these tags."""
+    matrix = 0 if colorspace in _BT601_TAGS else 1 if colorspace in _BT709_TAGS else None
+    full = False if color_range in _LIMITED_TAGS else True if color_range in _FULL_TAGS else None
+    if matrix is None or full is None:
+        raise DataError(
+            f"{path}: YUV transport supports BT.601 / BT.709 frames in limited or full range; this "
+            f"video is tagged colorspace={colorspace}, color_range={color_range} (use "
+            "PipelineConfig(device_yuv=False) for this dataset)"
+        )
+    return matrix + 2 * full
+
+
+@dataclasses.dataclass(frozen=True)
+class Yuv420Frame:
+    """One decoded yuv420p frame as zero-copy read-only views of its planes (they keep the frame
+    alive): y uint8 [H, W], u and v uint8 [H/2, W/2]; `conversion`: index into YUV_CONVERSIONS of
+    the RGB conversion swscale applies to it (from the frame's colour tags)."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    conversion: int
+
+
+def _plane(p, h: int, w: int) -> np.ndarray:
+    a = np.frombuffer(p, np.uint8).reshape(h, p.line_size)[:, :w]
+    a.flags.writeable = False
+    return a
+
+
+def yuv420_planes(frame: av.VideoFrame, path: str) -> Yuv420Frame:
+    if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+        raise DataError(
+            f"{path}: YUV transport needs yuv420p video of even size, got {frame.format.name} "
+            f"{frame.width}x{frame.height} (use PipelineConfig(device_yuv=False) for this dataset)"
+        )
+    h, w = frame.height, frame.width
+    y, u, v = frame.planes
+    conversion = yuv_conversion(int(frame.colorspace), int(frame.color_range), path)
+    return Yuv420Frame(_plane(y, h, w), _plane(u, h // 2, w // 2), _plane(v, h // 2, w // 2),
+                       conversion)
 
 
 class VideoDecoder:
@@ -128,12 +186,13 @@ class VideoDecoder:
         o.container.seek(max(0, int(t / o.tb)), stream=o.stream, backward=True, any_frame=False)
         o.frames = o.container.decode(o.stream)
         o.last_t = -1.0
-        o.last_frame = None
+        o.last_frame = o.last_rgb = None
 
-    def _frame_at(self, path: str, o: _Open, t: float) -> np.ndarray:
+    def _frame_at(self, path: str, o: _Open, t: float) -> None:
+        """Positions `o` on the frame at t (o.last_frame) or raises DataError."""
         tol = self.tolerance_s if self.tolerance_s is not None else 0.4 / o.fps
         if o.last_frame is not None and abs(o.last_t - t) <= tol:
-            return o.last_frame
+            return
         if o.frames is None or t < o.last_t or t - o.last_t > self._forward_limit(o):
             self._restart(o, t)
         tb, lo = o.tb, t - tol
@@ -150,15 +209,15 @@ class VideoDecoder:
                 if ft < lo:
                     continue
                 o.last_t = ft
-                o.last_frame = o.rgb(frame)
+                o.last_frame, o.last_rgb = frame, None
                 if abs(ft - t) <= tol:
-                    return o.last_frame
+                    return
                 break  # passed t without a matching frame
         except av.error.FFmpegError as e:
             o.frames = None
             raise DataError(f"{path}: decode error near t={t:.4f}s ({e})") from e
         o.frames = None
-        o.last_frame = None
+        o.last_frame = o.last_rgb = None
         raise DataError(
             f"{path}: no frame at t={t:.4f}s (tolerance {tol:.4f}s); the file is truncated or the "
             f"timestamps do not match the video (last decoded frame at {o.last_t:.4f}s)"
@@ -169,8 +228,22 @@ class VideoDecoder:
         Read-only: a single frame is returned without a copy (callers crop and copy anyway)."""
         path = str(path)
         o = self._get(path)
-        out = [self._frame_at(path, o, t) for t in np.asarray(timestamps, np.float64).tolist()]
+        out = []
+        for t in np.asarray(timestamps, np.float64).tolist():
+            self._frame_at(path, o, t)
+            out.append(o.rgb())
         return out[0][None] if len(out) == 1 else np.stack(out)
+
+    def frames_yuv420(self, path: str, timestamps) -> list[Yuv420Frame]:
+        """The decoded planes of the frame at each timestamp, without RGB conversion (the frames
+        must be yuv420p, else DataError)."""
+        path = str(path)
+        o = self._get(path)
+        out = []
+        for t in np.asarray(timestamps, np.float64).tolist():
+            self._frame_at(path, o, t)
+            out.append(yuv420_planes(o.last_frame, path))
+        return out
 
 
 def read_all_frames(path: str) -> np.ndarray:

@@ -44,6 +44,7 @@ def write_v2_dataset(
     modality_override=None,
     mutate_episode=None,
     first_episode=0,
+    codec="libx264rgb",
 ) -> Path:
     """LeRobot v2.1 dataset, GR00T flavour. State layout: arm [0:6] (absolute), gripper [6:8];
     action: arm [0:6] (absolute), gripper [6:7]. Episode e uses task TASKS[e % 3].
@@ -137,7 +138,8 @@ def write_v2_dataset(
                 )
                 vp.parent.mkdir(parents=True, exist_ok=True)
                 write_video(
-                    str(vp), np.stack([synth.frame(e, i, h, w, ci) for i in range(n)]), fps, gop=gop
+                    str(vp), np.stack([synth.frame(e, i, h, w, ci) for i in range(n)]), fps,
+                    codec=codec, gop=gop,
                 )
             index += n
     return root

@@ -129,6 +129,21 @@ def test_mixture_weights_and_shuffle():
     assert abs((src == 1).mean() - 0.25) < 0.03, (src == 1).mean()
     first = [e[1] for e in els if e[0] == 0][:63]
     assert sorted(first) == list(range(63)) and first != list(range(63))
+    second = [e[1] for e in els if e[0] == 0][63:126]
+    assert sorted(second) == list(range(63)) and second != first  # a new order every epoch
+    assert [e[2] for e in els[:5]] == [0, 1, 2, 3, 4]  # each element carries its position
+
+
+def test_large_sources_use_grains_index_shuffle(monkeypatch):
+    """Above PERMUTATION_MAX_STEPS no permutation is stored: Grain's stateless shuffle, with the
+    same per-epoch guarantee."""
+    from groot_jax.data import pipeline
+
+    monkeypatch.setattr(pipeline, "PERMUTATION_MAX_STEPS", 10)
+    ds = mixture_index([27], [1.0], PipelineConfig(batch_size=1, seed=0, shard_index=0, shard_count=1))
+    steps = [ds[i][1] for i in range(54)]
+    assert sorted(steps[:27]) == sorted(steps[27:]) == list(range(27))
+    assert steps[:27] != list(range(27)) and steps[:27] != steps[27:]
 
 
 def test_collate_writes_worker_batches_to_shared_memory():
