@@ -138,9 +138,9 @@ class LoadAndTransform:
 
 # Samples decoded back to back before their transforms run. Interleaving ~0.05 ms of Python work
 # with each ~0.47 ms frame decode made the pair cost 0.15 ms more than the two apart (measured
-# in one process on the benchmark's videos: the decoder's state falls out of the core's caches);
-# decoding 8 frames, then transforming them, recovered ~0.09 ms a sample, and 32 at once less
-# (the decoded frames themselves then crowd the cache).
+# in one process on the benchmark's videos: the decoder's state falls out of the core's caches).
+# LoadBatch in one process, three runs (ms per sample, best of 5 passes), groups of 1 / 8 / 32:
+# 0.80 / 0.73 / 0.75, 0.69 / 0.56 / 0.58, 0.59 / 0.50 / 0.55 (32 frames at once crowd the cache).
 DECODE_GROUP = 8
 
 
@@ -413,12 +413,14 @@ def build_pipeline(
     # Worker batches go through a ring of reused shared-memory slots (groot_jax/data/shm_ring.py):
     # more slots than the worker's buffer, so a worker waits only when the main process lags.
     ring_slots = cfg.per_worker_buffer_size + 4 if cfg.num_workers > 0 and cfg.shm_ring else 0
-    it = it.batch(
-        cfg.batch_size,
-        drop_remainder=cfg.drop_remainder,
-        batch_fn=LoadBatch(load, make_collate(pad_id, cfg.max_seq_len, ring_slots), cfg.seed,
-                           cfg.read_threads),
-    )
+    load_batch = LoadBatch(load, make_collate(pad_id, cfg.max_seq_len, ring_slots), cfg.seed,
+                           cfg.read_threads)
+    if cfg.num_workers > 0:
+        # Batches are then only built in worker processes. Grain enables shared-memory output by
+        # itself with 2+ workers but not with one (it then copies each array into fresh shared
+        # memory after the fact: 12% of that worker's time, measured with py-spy).
+        load_batch.enable_shared_memory_output()
+    it = it.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder, batch_fn=load_batch)
     if cfg.num_workers == 0 and cfg.prefetch > 0:
         it = grain.experimental.ThreadPrefetchIterDataset(it, prefetch_buffer_size=cfg.prefetch)
     if cfg.num_workers > 0:

@@ -69,14 +69,16 @@ def test_ring_shape_mismatch_is_a_clear_error():
         c(bad)
 
 
-def test_worker_batches_use_the_ring(v2_root, tokenizer_dir):
-    """With worker processes the batch function's shared-memory output is on (Grain only enables
-    it when the batch dataset is what mp_prefetch receives), so batches come through the ring:
-    plain arrays in the main process, equal to what Grain's own shared memory delivers."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_batches_use_the_ring(v2_root, tokenizer_dir, workers):
+    """With worker processes the batch function's shared-memory output is on (Grain enables it
+    only with 2+ workers, and only when the batch dataset is what mp_prefetch receives), so
+    batches come through the ring: plain arrays in the main process, equal to what Grain's own
+    shared memory delivers."""
     spec = [SourceSpec(str(v2_root), V2_DATA_CONFIG)]
     out = {}
     for ring in (True, False):
-        cfg = PipelineConfig(batch_size=2, seed=1, num_workers=2, shm_ring=ring)
+        cfg = PipelineConfig(batch_size=2, seed=1, num_workers=workers, shm_ring=ring)
         it = iter(build_pipeline(spec, cfg, str(tokenizer_dir)))
         out[ring] = [next(it) for _ in range(9)]  # more batches than a worker's slots
         it.close()
