@@ -155,8 +155,10 @@ def train(cfg: TrainConfig, *, data_iter: grain.DatasetIterator | None = None,
                     break
                 local = next(data_iter)
                 if flops_per_ex is None:
-                    # [B, views, ...]; device-augmented batches carry uint8 frames instead.
-                    frames = local["pixel_values"] if "pixel_values" in local else local["pixel_u8"]
+                    # [B, views, ...]; device-augmented batches carry uint8 frames (or their
+                    # yuv420p luma) instead.
+                    frames = next(local[k] for k in ("pixel_values", "pixel_u8", "pixel_y")
+                                  if k in local)
                     flops_per_ex = metrics_lib.train_flops_per_example(
                         model_cfg, local["input_ids"].shape[1], frames.shape[1],
                         tune_visual=cfg.tune_visual, tune_llm=cfg.tune_llm)

@@ -36,6 +36,8 @@ FLARE_KEYS = ("future_pixel_values", "future_mask")
 # With Pyramid.device_augment the batches carry cropped uint8 frames and jitter draws instead of
 # pixel_values; the train step finishes them on the accelerator (groot_jax.data.device_augment).
 DEVICE_AUGMENT_KEYS = ("pixel_u8", "augment")
+# With Pyramid.device_yuv as well, they carry crops of the decoded yuv420p planes instead of RGB.
+DEVICE_YUV_KEYS = ("pixel_y", "pixel_u", "pixel_v", "yuv_meta", "augment")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +63,9 @@ class Pyramid:
     # Resize, colour jitter and normalization in the train step on the accelerator instead of on
     # the host (the data pipeline's fast path; not with FLARE future frames).
     device_augment: bool = False
+    # With device_augment: ship yuv420p crops and convert them to RGB on the accelerator as well
+    # (bit-exact to the host's swscale; every video of the pyramid must be yuv420p).
+    device_yuv: bool = False
 
     def specs(self) -> list[SourceSpec]:
         """Flat SourceSpecs whose weights are level weight x share within the level, named
@@ -107,7 +112,9 @@ def validate(pyramid: Pyramid, model_cfg) -> None:
 def model_batch(sample: dict, flare: bool) -> dict:
     """The keys the model's loss reads (see groot_jax/models/groot.py)."""
     keys = MODEL_KEYS + (FLARE_KEYS if flare else ())
-    if "pixel_u8" in sample:
+    if "pixel_y" in sample:
+        keys = tuple(k for k in keys if k != "pixel_values") + DEVICE_YUV_KEYS
+    elif "pixel_u8" in sample:
         keys = tuple(k for k in keys if k != "pixel_values") + DEVICE_AUGMENT_KEYS
     missing = [k for k in keys if k not in sample]
     if missing:
@@ -139,7 +146,8 @@ def build_pipeline(cfg: TrainConfig, pyramid: Pyramid, *, train: bool = True, ba
     pcfg = PipelineConfig(batch_size=batch_size, seed=cfg.seed, train=train,
                           num_workers=pyramid.num_workers, max_seq_len=pyramid.max_seq_len,
                           future_offset=pyramid.future_offset if flare else None,
-                          device_augment=pyramid.device_augment, drop_remainder=train)
+                          device_augment=pyramid.device_augment, device_yuv=pyramid.device_yuv,
+                          drop_remainder=train)
     return build(specs, pcfg, tok, stats=stats)
 
 

@@ -173,3 +173,10 @@ def test_device_augment_batches(run_cfg):
     assert set(batch) == {"input_ids", "attention_mask", "pixel_u8", "augment", "state",
                           "embodiment_id", "action", "action_mask"}
     assert batch["pixel_u8"].dtype == np.uint8 and batch["augment"].shape[-1] == 8
+    # with YUV transport the planes replace pixel_u8 (these fixture videos are lossless RGB, so
+    # the pipeline itself refuses them: tests/data/test_device_yuv.py)
+    yuv = {k: v for k, v in batch.items() if k != "pixel_u8"}
+    yuv.update(pixel_y=0, pixel_u=0, pixel_v=0, yuv_meta=0)
+    assert set(model_batch(yuv, flare=False)) == set(yuv)
+    with pytest.raises(DataError, match="yuv_meta"):
+        model_batch({k: v for k, v in yuv.items() if k != "yuv_meta"}, flare=False)
