@@ -5,13 +5,15 @@ and iterator state that Orbax saves and restores exactly.
     it = iter(ds); batch = next(it)
     state = it.get_state()  /  grain.checkpoint.CheckpointSave(it) under Orbax
 
-Index level (deterministic, cheap): each source is MapDataset.range(num_steps) -> shuffle(seed_i)
--> repeat(); sources are mixed with MapDataset.mix(weights); each element gets its position in the
-stream; the stream is sliced by JAX process (`ds[process_index::process_count]`).
+Index level (deterministic, cheap): each source is MapDataset.range(num_steps) -> repeat() ->
+a new stored permutation per epoch (EpochShuffle; Grain's shuffle for huge sources); sources are
+mixed with MapDataset.mix(weights); each element gets its position in the stream; the stream is
+sliced by JAX process (`ds[process_index::process_count]`).
 Batch level: to_iter_dataset -> batch(batch_fn=LoadBatch), which loads, transforms and collates the
 B samples of a batch in one call (in shared memory inside workers), with per-sample draws taken
 from a generator keyed by the seed and the batch's first position, so restores are exact -> mp_prefetch
-worker processes (or, in process, a background thread prefetching batches).
+worker processes, whose batches arrive through reused shared-memory slots (shm_ring.py), or, in
+process, a background thread prefetching batches.
 
 Batch (B = batch_size; see groot_jax/models/groot.py):
   input_ids int32 [B, L] (left padded), attention_mask bool [B, L],
