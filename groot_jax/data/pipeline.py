@@ -227,18 +227,22 @@ class Collate:
         return (not first.dtype.hasobject and first.dtype.kind not in "US"
                 and first.nbytes * n >= SHM_MIN_BYTES)
 
+    @staticmethod
+    def _shape_error(k: str, xs: list) -> DataError:
+        shapes = sorted({str(np.shape(x)) for x in xs})
+        return DataError(f"batch key {k!r}: samples disagree on shape {shapes}")
+
     def _to_ring(self, items: list[dict]) -> dict:
         big = {k: [it[k] for it in items] for k in items[0]
                if k != "input_ids" and self._large(np.asarray(items[0][k]), len(items))}
-        need = shm_ring.SlotRing.needed_bytes(big)
-        if self._ring is None or need > self._ring.slot_bytes:
-            self._ring = shm_ring.SlotRing(need, self.ring_slots)
+        layout = shm_ring.layout(big)
+        if self._ring is None or layout.nbytes > self._ring.slot_bytes:
+            self._ring = shm_ring.SlotRing(layout.nbytes, self.ring_slots)
         try:
-            ref = self._ring.stack(big)
+            ref = self._ring.stack(big, layout)
         except ValueError as e:
             k = next(k for k, xs in big.items() if len({np.shape(x) for x in xs}) > 1)
-            shapes = sorted({str(np.shape(x)) for x in big[k]})
-            raise DataError(f"batch key {k!r}: samples disagree on shape {shapes}") from e
+            raise self._shape_error(k, big[k]) from e
         out = {k: self._stack(k, [it[k] for it in items]) for k in items[0]
                if k != "input_ids" and k not in big}
         out["__slot__"] = ref
@@ -247,14 +251,12 @@ class Collate:
     def _stack(self, k: str, xs: list) -> np.ndarray:
         first = np.asarray(xs[0])
         out = None
-        if (self.shared_memory and not first.dtype.hasobject and first.dtype.kind not in "US"
-                and first.nbytes * len(xs) >= SHM_MIN_BYTES):
+        if self.shared_memory and self._large(first, len(xs)):
             out = SharedMemoryArray((len(xs),) + first.shape, dtype=first.dtype)
         try:
             return np.stack(xs, out=out, casting="no" if out is not None else "same_kind")
         except ValueError as e:
-            shapes = sorted({str(np.shape(x)) for x in xs})
-            raise DataError(f"batch key {k!r}: samples disagree on shape {shapes}") from e
+            raise self._shape_error(k, xs) from e
 
     def __call__(self, items: list[dict]) -> dict:
         if self.shared_memory and self.ring_slots > 0 and shm_ring.available():

@@ -109,33 +109,37 @@ class SlotRing:
             time.sleep(wait)  # the main process is busy (a train step): back off up to 5 ms
             wait = min(2 * wait, 0.005)
 
-    def stack(self, arrays: dict[str, list]) -> SlotRef:
-        """Stack each key's samples into one slot -> the reference to send instead."""
-        layout, offset = [], 0
-        for k, xs in arrays.items():
-            first = np.asarray(xs[0])
-            shape, dtype = (len(xs),) + first.shape, first.dtype
-            layout.append((k, offset, shape, dtype.str))
-            offset += -(-int(np.prod(shape)) * dtype.itemsize // _ALIGN) * _ALIGN
-        if offset > self.slot_bytes:
+    def stack(self, arrays: dict[str, list], slot_layout: Layout) -> SlotRef:
+        """Stack each key's samples into one slot, placed as `layout(arrays)` says -> the
+        reference to send instead."""
+        if slot_layout.nbytes > self.slot_bytes:
             raise ValueError("batch larger than the ring's slots")
         slot = self.acquire()
         try:
-            for (_, off, shape, dtype), xs in zip(layout, arrays.values(), strict=True):
+            for (_, off, shape, dtype), xs in zip(slot_layout.arrays, arrays.values(), strict=True):
                 np.stack(xs, out=self._map.view(slot, self.slot_bytes, off, shape, dtype),
                          casting="no")
         except BaseException:
             self._map.flags[slot] = 0
             raise
-        return SlotRef(self.name, slot, self.slot_bytes, self.n_slots, tuple(layout))
+        return SlotRef(self.name, slot, self.slot_bytes, self.n_slots, slot_layout.arrays)
 
-    @staticmethod
-    def needed_bytes(arrays: dict[str, list]) -> int:
-        total = 0
-        for xs in arrays.values():
-            first = np.asarray(xs[0])
-            total += -(-first.nbytes * len(xs) // _ALIGN) * _ALIGN
-        return total
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    arrays: tuple  # (key, offset, batch shape, dtype string) per key
+    nbytes: int  # the slot bytes they take, each array aligned
+
+
+def layout(arrays: dict[str, list]) -> Layout:
+    """Where each key's stacked samples go in a slot (from the first sample's shape and dtype)."""
+    entries, offset = [], 0
+    for k, xs in arrays.items():
+        first = np.asarray(xs[0])
+        shape = (len(xs),) + first.shape
+        entries.append((k, offset, shape, first.dtype.str))
+        offset += -(-first.nbytes * len(xs) // _ALIGN) * _ALIGN
+    return Layout(tuple(entries), offset)
 
 
 _OPEN: collections.OrderedDict[str, _Mapping] = collections.OrderedDict()

@@ -62,7 +62,7 @@ class _Open:
 
 
 # The frame colour tags whose yuv420p -> RGB conversion the accelerator reproduces (tables in
-# groot_jax.data.device_augment): index -> (AVColorSpace, AVColorRange) of a representative frame.
+# groot_jax/data/yuv_tables.py): index -> (AVColorSpace, AVColorRange) of a representative frame.
 # BT.601 (SMPTE 170M / BT.470BG, and untagged frames, which swscale treats as BT.601) and BT.709,
 # each in limited ("MPEG", and untagged) or full ("JPEG") range.
 YUV_CONVERSIONS = ((6, 1), (1, 1), (6, 2), (1, 2))
@@ -226,24 +226,21 @@ class VideoDecoder:
     def frames(self, path: str, timestamps) -> np.ndarray:
         """uint8 [T, H, W, 3] for each timestamp (seconds, in the file's own time axis).
         Read-only: a single frame is returned without a copy (callers crop and copy anyway)."""
-        path = str(path)
-        o = self._get(path)
-        out = []
-        for t in np.asarray(timestamps, np.float64).tolist():
-            self._frame_at(path, o, t)
-            out.append(o.rgb())
+        out = [o.rgb() for o in self._positioned(str(path), timestamps)]
         return out[0][None] if len(out) == 1 else np.stack(out)
 
     def frames_yuv420(self, path: str, timestamps) -> list[Yuv420Frame]:
         """The decoded planes of the frame at each timestamp, without RGB conversion (the frames
         must be yuv420p, else DataError)."""
         path = str(path)
+        return [yuv420_planes(o.last_frame, path) for o in self._positioned(path, timestamps)]
+
+    def _positioned(self, path: str, timestamps):
+        """The file's open state, positioned on the frame at each timestamp in turn."""
         o = self._get(path)
-        out = []
         for t in np.asarray(timestamps, np.float64).tolist():
             self._frame_at(path, o, t)
-            out.append(yuv420_planes(o.last_frame, path))
-        return out
+            yield o
 
 
 def read_all_frames(path: str) -> np.ndarray:
