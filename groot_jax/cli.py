@@ -1,7 +1,12 @@
-"""`groot-jax` command line: thin shells over the library."""
+"""`groot-jax` command line: thin shells over the library.
+
+Exit status: 0 success; 1 an error (bad input: one line on stderr, `--debug` for the traceback);
+2 a usage error; 75 a training run preempted by SIGTERM (its step was saved: rerun the same
+command to resume); 130 interrupted (Ctrl-C)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -47,6 +52,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groot-jax", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="build a model and run one inference on CPU")
     demo.add_argument("--preset", default="tiny")
@@ -77,9 +84,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """What bad input raises: missing or unwritable paths, broken files, bad values. Anything
+    else is a bug and keeps its traceback."""
+    training = []   # only if imported: otherwise they were not raised (and importing costs JAX)
+    for module, name in (("groot_jax.train.checkpoints", "NoRestorableCheckpoint"),
+                         ("groot_jax.train.loop", "NonFiniteLossError")):
+        if module in sys.modules:
+            training.append(getattr(sys.modules[module], name))
+    return (OSError, ValueError, KeyError, SyntaxError, ModuleNotFoundError, *training)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror and e.filename:   # "[Errno 2] ..." -> "path: ..."
+        return f"{e.filename}: {e.strerror}"
+    if isinstance(e, KeyError) and e.args:   # str(KeyError) adds quotes
+        return str(e.args[0])
+    if isinstance(e, json.JSONDecodeError):
+        return f"invalid JSON: {e}"
+    return str(e) or type(e).__name__
+
+
+def main(argv: list[str] | None = None, *, handle_errors: bool | None = None) -> int:
+    """Run a subcommand; returns its exit status.
+
+    Run as the `groot-jax` program (argv None), or with handle_errors=True, an expected error
+    (see _expected_errors) is printed as one line plus a hint on stderr and the exit status is
+    1; `--debug` (anywhere on the line) shows the traceback instead. Callers passing argv get the
+    exception itself (tests, notebooks)."""
+    if handle_errors is None:
+        handle_errors = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:   # accepted after the subcommand too, where argparse would refuse it
+        argv = ["--debug"] + [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    if args.debug or not handle_errors:
+        return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"groot-jax {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _expected_errors() as e:
+        print(f"groot-jax {args.command}: error: {_message(e)}\n"
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

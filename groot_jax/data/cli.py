@@ -23,7 +23,15 @@ def _open(path: str, kind: str):
         from groot_jax.data.actionless import ActionlessSource
 
         return ActionlessSource(path)
-    info = json.loads((Path(path) / "meta" / "info.json").read_text())
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"dataset {path}: no such directory")
+    info_path = Path(path) / "meta" / "info.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except json.JSONDecodeError as e:   # json's own message names no file
+        from groot_jax.data.errors import DataError
+
+        raise DataError(f"{info_path}: not valid JSON ({e})") from e
     if str(info.get("codebase_version", "")).startswith("v3"):
         from groot_jax.data.lerobot_v3 import LeRobotV3Source
 
@@ -42,10 +50,24 @@ def cmd_stats(args) -> int:
         save_stats_json,
     )
 
+    if not Path(args.dataset).exists():
+        raise FileNotFoundError(f"dataset {args.dataset}: no such file or directory")
+    if args.out:
+        out = Path(args.out)
+    elif (Path(args.dataset) / "meta").is_dir():
+        out = Path(args.dataset) / "meta" / "stats.json"
+    else:   # do not create folders inside an RLDS / action-less dataset
+        raise FileNotFoundError(f"{args.dataset} has no meta/ folder for stats.json; "
+                                f"pass --out FILE")
+    # Checked before the (long) computation; LeRobot datasets ship their own meta/stats.json.
+    for path in (out, args.metadata):
+        if path and Path(path).exists() and not args.overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it, or --out FILE "
+                                  f"to write elsewhere")
     src = _open(args.dataset, args.kind)
     cols = compute_column_stats(src)
-    out = Path(args.out) if args.out else Path(args.dataset) / "meta" / "stats.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        out.parent.mkdir(parents=True, exist_ok=True)
     save_stats_json(out, cols)
     print(f"wrote {out} ({len(src.episode_lengths)} episodes, {len(src)} frames)")
     for c, s in cols.items():
@@ -102,6 +124,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output stats.json (default DATASET/meta/stats.json)")
     p.add_argument("--metadata", help="also write a checkpoint metadata.json here")
     p.add_argument("--embodiment-tag", default="new_embodiment")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing stats.json / metadata.json")
     p.set_defaults(func=cmd_stats)
 
     d = subparsers.add_parser("data", help="dataset tools")

@@ -1,17 +1,20 @@
 """`groot-jax train --config NAME|configs/X.py [--dry-run] [key.path=value ...]`.
 
 Overrides are TrainConfig fields by dotted path, given positionally or with `--set`:
-`groot-jax train --config configs/finetune_n15.py --dry-run batch_size=4 mesh.fsdp=8`."""
+`groot-jax train --config configs/finetune_n15.py --dry-run batch_size=4 mesh.fsdp=8`.
+Exit status: 0 finished, 75 preempted (SIGTERM; the step was saved, rerun the same command to
+resume), 1 an error (see groot_jax/cli.py)."""
 from __future__ import annotations
 
 import argparse
 import difflib
 import importlib
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 
-from groot_jax.train.config import TrainConfig, apply_overrides
+from groot_jax.train.config import apply_overrides
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -37,13 +40,8 @@ def load_module(name: str | Path) -> ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     if not hasattr(mod, "get_config"):
-        raise AttributeError(f"{path}: defines no get_config() (every run config needs one)")
+        raise ValueError(f"{path}: defines no get_config() (every run config needs one)")
     return mod
-
-
-def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
-    """`configs/<name>.py`'s get_config() (or a path to such a file), then overrides."""
-    return apply_overrides(load_module(name).get_config(), overrides or [])
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -82,9 +80,18 @@ def _train(args: argparse.Namespace) -> int:
         # become the Grain mixture the loop trains on.
         from groot_jax.train import pyramid
 
-        data_iter = pyramid.data_iterator(cfg, pyramid.pyramid_of(mod, cfg))
+        pyr = pyramid.pyramid_of(mod, cfg)
+        if "://" not in pyr.tokenizer and not Path(pyr.tokenizer).is_dir():
+            # Otherwise transformers takes the path for a Hub repo id and says so, confusingly.
+            raise FileNotFoundError(f"tokenizer directory {pyr.tokenizer} (Pyramid.tokenizer "
+                                    f"of {args.config}) does not exist")
+        data_iter = pyramid.data_iterator(cfg, pyr)
     result = loop.train(cfg, data_iter=data_iter)
-    print(f"{result.status} at step {max(result.losses) if result.losses else result.start_step}")
+    step = int(jax.device_get(result.state.step))
+    if result.status == "preempted":
+        print(f"preempted at step {step}, resume with the same command", file=sys.stderr)
+        return loop.EXIT_PREEMPTED
+    print(f"{result.status} at step {step}")
     return 0
 
 

@@ -11,9 +11,15 @@ import ast
 import dataclasses
 import difflib
 import json
+import types
+import typing
 from typing import Any, Literal
 
 from groot_jax.config import GR00TConfig, preset
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +57,14 @@ class CheckpointConfig:
     every: int = 500
     keep: int = 3
     async_save: bool = True
+
+    def __post_init__(self):
+        # Checked here, not at the first save: `every=0` used to fail with ZeroDivisionError
+        # after the whole start-up, and keep=0 would delete every checkpoint.
+        for f in ("every", "keep"):
+            if not _is_count(getattr(self, f)):
+                raise ValueError(f"checkpoint.{f} must be a whole number >= 1, "
+                                 f"got {getattr(self, f)!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +112,10 @@ class TrainConfig:
     prompt_len: int = 24
 
     def __post_init__(self):
+        for f in ("steps", "batch_size", "grad_accum", "log_every"):
+            if not _is_count(getattr(self, f)):
+                raise ValueError(f"TrainConfig.{f} must be a whole number >= 1, "
+                                 f"got {getattr(self, f)!r}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"TrainConfig.batch_size={self.batch_size} is not a multiple of "
                              f"grad_accum={self.grad_accum}")
@@ -127,22 +145,65 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _replace_path(obj: Any, path: list[str], value: Any) -> Any:
+def _replace_path(obj: Any, path: list[str], text: str) -> Any:
     names = [f.name for f in dataclasses.fields(obj)]
     if path[0] not in names:
         near = difflib.get_close_matches(path[0], names, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
         raise KeyError(f"{type(obj).__name__} has no field {path[0]!r}.{hint}")
     if len(path) == 1:
+        want = typing.get_type_hints(type(obj))[path[0]]
+        value = _parse_value(text)
+        if not _fits(value, want) and _fits(text, want):
+            value = text   # a str field given digits, e.g. checkpoint.dir=2024
+        if not _fits(value, want):
+            raise ValueError(f"{type(obj).__name__}.{path[0]} must be "
+                             f"{_type_name(want)}, got {value!r}")
+        if want is float and isinstance(value, int):
+            value = float(value)
         return dataclasses.replace(obj, **{path[0]: value})
-    return dataclasses.replace(obj, **{path[0]: _replace_path(getattr(obj, path[0]), path[1:], value)})
+    return dataclasses.replace(obj, **{path[0]: _replace_path(getattr(obj, path[0]), path[1:], text)})
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether an override value suits a field's annotation (ints count as floats; nested
+    containers are checked at the top level only)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, origin or tp)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + "|".join(map(str, typing.get_args(tp)))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
-    """Apply `key.path=value` strings (values parsed as Python literals, else strings)."""
+    """Apply `key.path=value` strings (values parsed as Python literals, else strings). A value
+    of the wrong type or one the config rejects raises ValueError naming the override; an
+    unknown key raises KeyError."""
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not of the form key.path=value")
         key, text = item.split("=", 1)
-        cfg = _replace_path(cfg, key.strip().split("."), _parse_value(text.strip()))
+        try:
+            cfg = _replace_path(cfg, key.strip().split("."), text.strip())
+        except ValueError as e:
+            raise ValueError(f"override {item!r}: {e}") from e
     return cfg

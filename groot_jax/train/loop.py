@@ -24,8 +24,13 @@ from groot_jax.train import metrics as metrics_lib
 from groot_jax.train import state as state_lib
 from groot_jax.train import step as step_lib
 from groot_jax.train import synthetic
-from groot_jax.train.checkpoints import Checkpoints
+from groot_jax.train.checkpoints import Checkpoints, check_writable_dir
 from groot_jax.train.config import TrainConfig
+
+# Exit status of `groot-jax train` after a SIGTERM (preemption) was saved: EX_TEMPFAIL of
+# sysexits.h ("try again later"), so that schedulers and scripts do not take it for a finished
+# run (0) and restart it instead.
+EXIT_PREEMPTED = 75
 
 
 class NonFiniteLossError(RuntimeError):
@@ -103,33 +108,16 @@ def train(cfg: TrainConfig, *, data_iter: grain.DatasetIterator | None = None,
           stop_after: int | None = None, metrics_file: str | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train to `cfg.steps` (or `stop_after` more steps), resuming from the newest good checkpoint."""
-    mesh = mesh or build_mesh(cfg)
-    s = state_lib.setup(cfg, mesh)
-    data_iter = data_iter if data_iter is not None else default_data(cfg)
-    ckpt = Checkpoints(cfg.checkpoint) if cfg.checkpoint.dir else None
     is_main = jax.process_index() == 0
-    restored = ckpt.restore_latest(s.abstract_state, data_iter) if ckpt else None
-    if restored is not None:
-        state, _, start = restored
-        log(f"resumed from {cfg.checkpoint.dir}/{start}")
-    else:
-        state, start = state_lib.init_state(cfg, s, params_fn), 0
-    if is_main:
-        log(f"mesh {dict(mesh.shape)}; trainable {s.n_trainable:,} params "
-            f"({cfg.param_dtype}), frozen {s.n_frozen:,} ({cfg.frozen_dtype})")
-    step_fn = jit_train_step(cfg, s)
-    rng = jax.random.key(cfg.seed)
-    model_cfg = cfg.model_config()
-    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     log_dir = cfg.log_dir or (os.path.join(cfg.checkpoint.dir, "tb") if cfg.checkpoint.dir else None)
-    logger = metrics_lib.Logger(log_dir, total_steps=cfg.steps, progress=cfg.progress,
-                                wandb_project=cfg.wandb_project, initial_step=start)
-    peak = cfg.peak_flops_per_device or metrics_lib.peak_flops()
-    mfile = open(metrics_file, "a") if (metrics_file and is_main) else None
+    # Unusable directories fail here, in one line, before set-up and compile (not at the first
+    # save, minutes in).
+    ckpt = Checkpoints(cfg.checkpoint) if cfg.checkpoint.dir else None
     losses: dict[int, float] = {}
     status = "done"
+    start = 0
+    logger = mfile = None
     pending: tuple[int, Any] | None = None     # (step, metrics) not yet fetched: one-step lag
-    tput = metrics_lib.Throughput()
     flops_per_ex = None
 
     def drain(p):
@@ -146,8 +134,53 @@ def train(cfg: TrainConfig, *, data_iter: grain.DatasetIterator | None = None,
             mfile.flush()
         return vals
 
+    def record(p):
+        """Fetch step p's metrics and log them (every step; throughput every log_every)."""
+        vals = drain(p)
+        if p[0] % cfg.log_every == 0:
+            rate = tput.rate()
+            vals["samples_per_s"] = rate
+            if peak:
+                vals["mfu"] = rate * flops_per_ex / (peak * jax.device_count())
+        logger.log(p[0], vals)
+
+    def save(n, force=False):
+        logger.flush()   # the events of every saved step are on disk before its checkpoint
+        if is_main:
+            log(f"saving checkpoint step {n}")
+        ckpt.save(n, state, data_iter, _meta(cfg, n, losses), force=force)
+
     try:
+        if log_dir and is_main:
+            check_writable_dir(log_dir, "log_dir")
+        mesh = mesh or build_mesh(cfg)
+        s = state_lib.setup(cfg, mesh)
+        data_iter = data_iter if data_iter is not None else default_data(cfg)
+        # From here on a SIGTERM (preemption) means "save and exit", also during restore and
+        # compile and during the final save.
         with _Preemption() as pre:
+            restored = (ckpt.restore_latest(s.abstract_state, data_iter, report=log)
+                        if ckpt else None)
+            if restored is not None:
+                state, _, start = restored
+                log(f"resumed from {cfg.checkpoint.dir}/{start}")
+            else:
+                state = state_lib.init_state(cfg, s, params_fn)
+            if is_main:
+                log(f"mesh {dict(mesh.shape)}; trainable {s.n_trainable:,} params "
+                    f"({cfg.param_dtype}), frozen {s.n_frozen:,} ({cfg.frozen_dtype})")
+                if log_dir:
+                    log(f"TensorBoard events: {log_dir}")
+            step_fn = jit_train_step(cfg, s)
+            rng = jax.random.key(cfg.seed)
+            model_cfg = cfg.model_config()
+            end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+            logger = metrics_lib.Logger(log_dir, total_steps=cfg.steps, progress=cfg.progress,
+                                        wandb_project=cfg.wandb_project, initial_step=start,
+                                        log_every=cfg.log_every, print_fn=log)
+            peak = cfg.peak_flops_per_device or metrics_lib.peak_flops()
+            mfile = open(metrics_file, "a") if (metrics_file and is_main) else None
+            tput = metrics_lib.Throughput()
             for n in range(start + 1, end + 1):
                 if pre.requested():
                     status = "preempted"
@@ -163,39 +196,39 @@ def train(cfg: TrainConfig, *, data_iter: grain.DatasetIterator | None = None,
                         model_cfg, local["input_ids"].shape[1], frames.shape[1],
                         tune_visual=cfg.tune_visual, tune_llm=cfg.tune_llm)
                 batch = sharding.global_batch(local, mesh)
+                first = n == start + 1 and is_main
+                if first:   # otherwise the 25-30 s (CPU, tiny) to minutes of compile are silent
+                    log("compiling the train step...")
+                    t0 = time.perf_counter()
                 state, m = step_fn(state, batch, rng)
+                if first:
+                    log(f"compiled in {time.perf_counter() - t0:.1f}s; training steps "
+                        f"{start + 1}-{end}")
                 tput.add(cfg.batch_size)
+                logger.advance()
                 if pending is not None:
-                    vals = drain(pending)
-                    if pending[0] % cfg.log_every == 0:
-                        rate = tput.rate()
-                        vals["samples_per_s"] = rate
-                        if peak:
-                            vals["mfu"] = rate * flops_per_ex / (peak * jax.device_count())
-                        logger.log(pending[0], vals)
-                logger.log(n, {}, advance=1)
+                    record(pending)
                 pending = (n, m)
                 if ckpt and n % cfg.checkpoint.every == 0 and n != end:
-                    drain(pending)   # never save a state whose loss is not finite
+                    record(pending)   # never save a state whose loss is not finite
                     pending = None
-                    ckpt.save(n, state, data_iter, _meta(cfg, n, losses))
+                    save(n)
             if pending is not None:
-                drain(pending)
+                record(pending)
                 pending = None
-        last = int(jax.device_get(state.step))
-        if ckpt and last > 0 and last not in ckpt.steps():
-            ckpt.save(last, state, data_iter, _meta(cfg, last, losses), force=True)
+            last = int(jax.device_get(state.step))
+            if ckpt and last > 0 and last not in ckpt.steps():
+                save(last, force=True)
     except NonFiniteLossError as e:
         status = "stopped"
         log(str(e))
-        if ckpt:
-            ckpt.wait()
         raise
     finally:
         if ckpt:
             ckpt.wait()
             ckpt.close()
-        logger.close()
+        if logger:
+            logger.close()
         if mfile:
             mfile.close()
     return TrainResult(state=state, losses=losses, status=status, start_step=start, setup=s)

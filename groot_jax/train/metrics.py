@@ -1,4 +1,5 @@
-"""Analytic FLOP count, MFU, and the metric sinks (progress bar, TensorBoard, W&B); process 0 only.
+"""Analytic FLOP count, MFU, and the metric sinks (progress bar or plain lines, TensorBoard, W&B);
+process 0 only.
 
 FLOPs per example are counted from the model config: 2 * tokens * (in * out) for every matmul
 weight, plus 4 * T * S * width for attention (scores and weighted sum). A training step costs
@@ -7,8 +8,10 @@ forward + 2 x forward (activation and weight gradients) for the parts that are d
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
@@ -70,40 +73,92 @@ def train_flops_per_example(cfg: GR00TConfig, seq_len: int, num_views: int, *, t
             + 3 * f["action_head"])
 
 
+class EventFile:
+    """TensorBoard scalars written synchronously. tensorboardX's SummaryWriter hands events to a
+    background queue that its flush() does not wait for, so a killed run kept nothing written
+    since its last timed flush (often an empty file); here `flush()` means on disk."""
+
+    def __init__(self, log_dir: str):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        os.makedirs(log_dir, exist_ok=True)
+        self.writer = EventsWriter(os.path.join(log_dir, "events"))
+
+    def scalars(self, step: int, metrics: dict[str, float], prefix: str = "train/") -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=prefix + k, simple_value=float(v)) for k, v in metrics.items()]
+        self.writer.write_event(Event(wall_time=time.time(), step=step,
+                                      summary=Summary(value=values)))
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _interactive() -> bool:
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def format_metrics(step: int, total: int, metrics: dict[str, float]) -> str:
+    parts = [f"step {step}/{total}"]
+    for k, fmt in (("loss", ".4f"), ("grad_norm", ".3g"), ("lr", ".3g"),
+                   ("samples_per_s", ".1f"), ("mfu", ".2%")):
+        if k in metrics:
+            parts.append(f"{k} {metrics[k]:{fmt}}")
+    return "  ".join(parts)
+
+
 class Logger:
-    """Progress bar + TensorBoard (+ optional W&B), active on process 0 only."""
+    """Process 0 only. Every step's scalars go to TensorBoard (`log_dir`) and W&B; a progress bar
+    when `progress` and both stdout and stderr are terminals, else a plain line through `print_fn`
+    every `log_every` steps (and at the last step), so that logs redirected to a file show the
+    loss too."""
 
     def __init__(self, log_dir: str | None, *, total_steps: int, progress: bool = True,
                  wandb_project: str | None = None, config: dict | None = None,
-                 initial_step: int = 0):
+                 initial_step: int = 0, log_every: int = 10,
+                 print_fn: Callable[[str], None] = print):
         self.active = jax.process_index() == 0
+        self.total, self.log_every, self.print_fn = total_steps, log_every, print_fn
         self.tb = self.bar = self.wandb = None
         if not self.active:
             return
         if log_dir:
-            from tensorboardX import SummaryWriter
-            self.tb = SummaryWriter(log_dir)
-        if progress:
+            self.tb = EventFile(log_dir)
+        if progress and _interactive():
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True)
         if wandb_project:
             import wandb  # optional dependency
             self.wandb = wandb.init(project=wandb_project, config=config)
 
-    def log(self, step: int, metrics: dict[str, Any], advance: int = 0) -> None:
-        if not self.active:
+    def advance(self, n: int = 1) -> None:
+        if self.active and self.bar is not None:
+            self.bar.update(n)
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.active or not metrics:
             return
         if self.bar is not None:
-            if advance:
-                self.bar.update(advance)
-            if metrics:
-                self.bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()
-                                      if k in ("loss", "lr", "samples_per_s", "mfu")})
-        if metrics and self.tb is not None:
-            for k, v in metrics.items():
-                self.tb.add_scalar(f"train/{k}", float(v), step)
-        if metrics and self.wandb is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()
+                                  if k in ("loss", "lr", "samples_per_s", "mfu")})
+        elif step % self.log_every == 0 or step == self.total:
+            self.print_fn(format_metrics(step, self.total, metrics))
+        if self.tb is not None:
+            self.tb.scalars(step, metrics)
+            if step % self.log_every == 0:
+                self.tb.flush()
+        if self.wandb is not None:
             self.wandb.log(dict(metrics), step=step)
+
+    def flush(self) -> None:
+        """Called before every checkpoint: the events of the saved steps are then on disk."""
+        if self.tb is not None:
+            self.tb.flush()
 
     def close(self) -> None:
         if self.bar is not None:
