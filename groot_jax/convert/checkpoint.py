@@ -221,12 +221,56 @@ def export_gr00t(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | 
     return out_dir
 
 
+# ---- the tokenizer beside the weights (a released GR00T checkpoint ships none) ----------------
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                   "added_tokens.json", "special_tokens_map.json", "chat_template.json",
+                   "chat_template.jinja")
+TOKENIZER_HINT = ("pass --tokenizer DIR with the Eagle/Qwen3 tokenizer files (tokenizer.json / "
+                  "vocab.json + merges.txt, tokenizer_config.json), or store them in the model "
+                  "dir with `groot-jax convert import CKPT OUT --tokenizer DIR`")
+
+
+def has_tokenizer(path) -> bool:
+    """Whether `path` holds a Hugging Face tokenizer that loads without sentencepiece/tiktoken."""
+    p = Path(path)
+    return (p / "tokenizer_config.json").is_file() and (
+        (p / "tokenizer.json").is_file() or ((p / "vocab.json").is_file()
+                                              and (p / "merges.txt").is_file()))
+
+
+def check_tokenizer(path) -> Path:
+    """`path` if it holds a tokenizer, else CheckpointFileError saying what to pass."""
+    if not has_tokenizer(path):
+        raise CheckpointFileError(f"{path}: no tokenizer (no tokenizer_config.json with "
+                                  f"tokenizer.json or vocab.json + merges.txt); {TOKENIZER_HINT}")
+    return Path(path)
+
+
+def store_tokenizer(model_dir, tokenizer_dir) -> list[str]:
+    """Copy the tokenizer files of `tokenizer_dir` into `model_dir`; the names copied."""
+    import shutil
+
+    check_tokenizer(tokenizer_dir)
+    names = [n for n in TOKENIZER_FILES if (Path(tokenizer_dir) / n).is_file()]
+    for n in names:
+        shutil.copy2(Path(tokenizer_dir) / n, Path(model_dir) / n)
+    return names
+
+
 # ---- the two CLI operations and load_pretrained ----------------------------------------------
 def import_checkpoint(ckpt_dir, out_dir, *, dtype="float32", cfg: GR00TConfig | None = None,
-                      sharding_for=None) -> Path:
-    """`groot-jax convert import`: Isaac-GR00T / lerobot directory -> our model directory."""
+                      sharding_for=None, tokenizer_dir=None) -> Path:
+    """`groot-jax convert import`: Isaac-GR00T / lerobot directory -> our model directory.
+    The tokenizer of `tokenizer_dir` (checked first), or one inside `ckpt_dir`, is stored too."""
+    if tokenizer_dir is not None:
+        check_tokenizer(tokenizer_dir)
+    elif has_tokenizer(ckpt_dir):
+        tokenizer_dir = ckpt_dir
     cfg, params, metadata = read_gr00t(ckpt_dir, cfg=cfg, dtype=dtype, sharding_for=sharding_for)
-    return save_model(out_dir, cfg, params, metadata)
+    out = save_model(out_dir, cfg, params, metadata)
+    if tokenizer_dir is not None:
+        store_tokenizer(out, tokenizer_dir)
+    return out
 
 
 def export_checkpoint(model_dir, out_dir, *, dtype="float32",

@@ -6,12 +6,26 @@ import time
 
 def _import(args) -> int:
     from groot_jax.config import preset
-    from groot_jax.convert.checkpoint import import_checkpoint
+    from groot_jax.convert.checkpoint import (
+        TOKENIZER_HINT,
+        CheckpointFileError,
+        check_tokenizer,
+        has_tokenizer,
+        import_checkpoint,
+    )
 
+    if args.tokenizer is not None:  # before the (long) import, not after it
+        try:
+            check_tokenizer(args.tokenizer)
+        except CheckpointFileError as e:
+            raise SystemExit(str(e)) from None
     t0 = time.perf_counter()
     cfg = preset(args.preset) if args.preset else None
-    out = import_checkpoint(args.ckpt_dir, args.out_dir, dtype=args.dtype, cfg=cfg)
+    out = import_checkpoint(args.ckpt_dir, args.out_dir, dtype=args.dtype, cfg=cfg,
+                            tokenizer_dir=args.tokenizer)
     print(f"imported {args.ckpt_dir} -> {out} ({args.dtype}) in {time.perf_counter() - t0:.1f}s")
+    if not has_tokenizer(out):
+        print(f"note: {out} has no tokenizer, so `serve` / `eval` need one: {TOKENIZER_HINT}")
     return 0
 
 
@@ -35,6 +49,9 @@ def register(subparsers) -> None:
     imp.add_argument("--preset", default=None,
                      help="model config preset when config.json does not carry the sizes "
                           "(default: the released model of the checkpoint's model_type)")
+    imp.add_argument("--tokenizer", default=None, metavar="DIR",
+                     help="Eagle/Qwen3 tokenizer files to store in the model dir (a released "
+                          "GR00T checkpoint has none; `serve` and `eval` need one)")
     imp.set_defaults(func=_import)
     exp = sub.add_parser("export", help="groot-jax model dir -> Isaac-GR00T checkpoint dir")
     exp.add_argument("model_dir")

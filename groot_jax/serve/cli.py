@@ -1,23 +1,106 @@
-"""`groot-jax serve`: a Policy behind the ZeroMQ server."""
+"""`groot-jax serve`: a Policy behind the ZeroMQ server.
+
+Cheap checks run first (port free, data config known, tokenizer present), then the model loads
+and every (token bucket, batch bucket) compiles before "serving" is printed. SIGTERM or Ctrl-C
+never interrupts a compile or a batch: the server answers every request it has received, then
+exits 0; a second signal quits at once.
+"""
 from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as libzmq binds
+        try:
+            s.bind(("" if host in ("*", "0.0.0.0") else host, port))
+        except OSError as e:
+            raise SystemExit(f"cannot listen on {host}:{port} ({e.strerror}); is another server "
+                             "running there? Choose another --port") from None
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(sorted(int(x) for x in text.split(",")))
+    except ValueError:
+        raise SystemExit(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _serve(args) -> int:
+    from groot_jax.convert.checkpoint import CheckpointFileError, check_tokenizer
     from groot_jax.data.embodiments import PRESETS
-    from groot_jax.eval.policy import Policy
-    from groot_jax.serve.server import PolicyServer
 
+    _check_port(args.host, args.port)
     if args.data_config not in PRESETS:
         raise SystemExit(f"unknown data config {args.data_config!r}; known: {sorted(PRESETS)}")
+    try:
+        check_tokenizer(args.tokenizer or args.model)
+    except CheckpointFileError as e:
+        raise SystemExit(str(e)) from None
+
+    # Signals only set a flag: raising KeyboardInterrupt inside a compile or a batch is what
+    # crashed the process before. A second signal is an impatient user: exit now.
+    stopping, servers = threading.Event(), []
+
+    def on_signal(signum, frame):
+        if stopping.is_set():
+            os._exit(130)
+        stopping.set()
+        print(f"{signal.Signals(signum).name}: stopping after the current step, once the "
+              "requests already received are answered (again to quit now)", flush=True)
+        for server in servers:
+            server.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    from groot_jax.eval.policy import BATCH_BUCKETS, Policy
+    from groot_jax.serve.server import PolicyServer
+
     data_config = PRESETS[args.data_config]()
     if args.embodiment_tag:
         data_config = data_config.replace(embodiment_tag=args.embodiment_tag)
-    policy = Policy(args.model, data_config, tokenizer_dir=args.tokenizer,
-                    num_steps=args.steps)
-    server = PolicyServer(policy, f"tcp://{args.host}:{args.port}",
-                          max_batch=args.max_batch)
-    print(f"serving {args.model} ({data_config.name}) on tcp://{args.host}:{args.port}")
+    try:
+        policy = Policy(args.model, data_config, tokenizer_dir=args.tokenizer,
+                        num_steps=args.steps, seed=args.seed, max_seq_len=args.max_seq_len,
+                        token_buckets=_ints(args.token_buckets),
+                        batch_buckets=_ints(args.batch_buckets) or BATCH_BUCKETS,
+                        max_prompt_chars=args.max_prompt_chars,
+                        default_instruction=args.default_instruction)
+    except ValueError as e:  # checkpoint, metadata or bucket problems: one line, no traceback
+        raise SystemExit(str(e)) from None
+    if not args.no_warmup:
+        def before(length, size):
+            if not stopping.is_set():
+                print(f"compiling prompt length {length}, batch {size}", flush=True)
+            return not stopping.is_set()
+
+        policy.warmup(before=before)
+    if stopping.is_set():
+        print("stopped before serving", flush=True)
+        return 0
+    try:
+        server = PolicyServer(policy, f"tcp://{args.host}:{args.port}",
+                              max_batch=args.max_batch, seed=args.seed)
+        servers.append(server)
+        server.bind()
+    except (OSError, ValueError) as e:
+        raise SystemExit(str(e)) from None
+    meta = policy.metadata()
+    print(f"serving {args.model} ({data_config.name}) on tcp://{args.host}:{args.port}; token "
+          f"buckets {meta['token_buckets']}, batch buckets {meta['batch_buckets']}", flush=True)
+    if stopping.is_set():
+        server.stop()
     server.serve_forever()
+    print(f"stopped: {server.stats['replies_after_stop']} replies sent after the signal, "
+          f"{server.stats['replies']} in all", flush=True)
     return 0
 
 
@@ -26,9 +109,24 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="groot-jax model dir or GR00T checkpoint dir")
     p.add_argument("--data-config", required=True, help="embodiment data config preset")
     p.add_argument("--embodiment-tag", default=None)
-    p.add_argument("--tokenizer", default=None, help="tokenizer dir (default: the model dir)")
+    p.add_argument("--tokenizer", default=None, metavar="DIR",
+                   help="Eagle/Qwen3 tokenizer files (default: the model dir)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the noise of requests that carry no seed")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="most observations per policy call (default: the largest batch bucket)")
+    p.add_argument("--batch-buckets", default=None, help="e.g. 1,2,4,8,16 (the default)")
+    p.add_argument("--token-buckets", default=None,
+                   help="padded prompt lengths, e.g. 320,384 (default: multiples of 64 from "
+                        "the shortest prompt to --max-seq-len)")
+    p.add_argument("--max-seq-len", type=int, default=None,
+                   help="the largest token bucket (default: one step of 64 above the first)")
+    p.add_argument("--max-prompt-chars", type=int, default=512)
+    p.add_argument("--default-instruction", default=None,
+                   help="task text for observations without one (default: refuse them)")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="compile each bucket on first use instead of at start-up")
     p.set_defaults(func=_serve)

@@ -1,8 +1,11 @@
 """Numpy-only policy client (no JAX import): robots and simulators call `get_action`.
 
     client = PolicyClient("tcp://127.0.0.1:5555")
-    client.health()                      # {"status": "ok", ...metadata}
-    action = client.get_action({"video.ego_view": frames_uint8, "state.arm": q, ...})
+    client.health()            # {"status": "ok", "observation": spec, buckets, ...metadata}
+    action = client.get_action({"video.ego_view": frames_uint8,   # [T, H, W, 3]
+                                "state.arm": q,                    # [T, d]
+                                "annotation.human.task_description": "pick the cube"}, seed=7)
+    action["action.arm"]       # [16, d]; with batch=True every input and output has axis B
 """
 from __future__ import annotations
 
@@ -52,8 +55,14 @@ class PolicyClient:
     def health(self) -> dict:
         return self.call("health")
 
-    def get_action(self, observation: dict) -> dict:
-        return self.call("get_action", observation)
+    def get_action(self, observation: dict, *, batch: bool = False,
+                   seed: int | None = None) -> dict:
+        """`batch=True`: a leading axis B on every array and a list of B texts. `seed` (an int
+        in [0, 2**32)) fixes the initial noise: the same request gives the same chunk."""
+        payload = {"observation": observation, "batch": batch}
+        if seed is not None:
+            payload["seed"] = seed
+        return self.call("get_action", payload)
 
     def close(self):
         if self._socket is not None:

@@ -5,6 +5,7 @@ Object and other non-numeric dtypes are refused on both sides (nothing is ever u
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -40,7 +41,7 @@ def _hook(obj: dict):
         raise WireError(f"malformed array: {e}") from e
     if dtype.kind not in ALLOWED_KINDS or len(shape) > MAX_DIMS or any(s < 0 for s in shape):
         raise WireError(f"refused array dtype {dtype} / shape {shape}")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: np.prod(int64) wraps to 0
     if not isinstance(data, bytes) or len(data) != expected:
         raise WireError(f"array of shape {shape} and dtype {dtype} needs {expected} bytes, "
                         f"got {len(data) if isinstance(data, bytes) else type(data).__name__}")

@@ -103,8 +103,14 @@ def test_policy_single_observation_and_errors(policy_setup):
     assert out["action.arm"].shape == (16, 6) and np.isfinite(out["action.arm"]).all()
     a, b = policy.get_action(single), policy.get_action(single)
     assert not np.array_equal(a["action.arm"], b["action.arm"])  # fresh noise per call
+    s1, s2 = policy.get_action(single, seed=9), policy.get_action(single, seed=9)
+    assert np.array_equal(s1["action.arm"], s2["action.arm"])  # a seed reproduces the chunk
+    row0 = policy.get_action(obs, seed=9)["action.arm"][0]  # row i of a batch: seed + i
+    np.testing.assert_allclose(row0, s1["action.arm"], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"lacks \['state.gripper'\]"):
         policy.get_action({k: v for k, v in single.items() if k != "state.gripper"})
+    with pytest.raises(ValueError, match=r"video.front: expected uint8 \[B, 1, H, W, 3\]"):
+        policy.get_action(single, batch=True)  # a declared batch needs a batch axis
     with pytest.raises(ValueError, match="metadata has no embodiment 'gr1'"):
         Policy(ours, dataclasses.replace(DATA, embodiment_tag="gr1"))
 
@@ -112,7 +118,7 @@ def test_policy_single_observation_and_errors(policy_setup):
 def test_policy_behind_the_server(policy_setup):
     from groot_jax.serve.client import PolicyClient
     from groot_jax.serve.server import PolicyServer
-    from tests.serve.test_server import _free_port
+    from tests.serve.conftest import free_port as _free_port
 
     _, ours, obs, _ = policy_setup
     server = PolicyServer(Policy(ours, DATA), f"tcp://127.0.0.1:{_free_port()}")
@@ -120,7 +126,7 @@ def test_policy_behind_the_server(policy_setup):
     try:
         client = PolicyClient(server.address, timeout_ms=60_000)
         assert client.health()["action_keys"] == ["action.arm", "action.gripper"]
-        out = client.get_action(obs)
+        out = client.get_action(obs, batch=True)  # the protocol's batches are declared
         assert out["action.arm"].shape == (2, 16, 6) and np.isfinite(out["action.arm"]).all()
         client.close()
     finally:
