@@ -6,7 +6,7 @@
                                 "annotation.human.task_description": "pick the cube"}, seed=3)
     action["action.single_arm"]  # [16, 5] (or [B, 16, 5]) in the dataset's units
 
-Observations are checked against `metadata()["observation"]` (groot_jax.serve.schema: keys,
+Observations are checked against `metadata()["observation"]` (`eval.observation_spec`: keys,
 dtypes, dims, T = the model's frames, finite values, instruction length) before anything runs.
 Prompts are left-padded to fixed token buckets and batches to fixed batch buckets (padding rows
 are copies whose outputs are dropped), so the sampler compiles once per (bucket, batch bucket),
@@ -22,6 +22,7 @@ metadata for the data config's embodiment tag.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import jax
@@ -32,14 +33,15 @@ from groot_jax.convert.checkpoint import check_tokenizer, load_pretrained, store
 from groot_jax.data.modality import DataConfig, LeRobotModality, StateActionMeta
 from groot_jax.data.processor import SampleTransform
 from groot_jax.data.prompt import PromptTokenizer, format_language, left_pad
-from groot_jax.serve.schema import ObservationError, check_observation
+from groot_jax.eval.observation_spec import ObservationError, check_observation
 
 BUCKET_STEP = 64  # token buckets: multiples of this, from the shortest prompt to max_seq_len
 BATCH_BUCKETS = (1, 2, 4, 8, 16)
 SEED_LIMIT = 2**32
 
 
-def default_token_buckets(shortest: int, max_seq_len: int | None, step: int = BUCKET_STEP) -> list[int]:
+def default_token_buckets(shortest: int, max_seq_len: int | None,
+                          step: int = BUCKET_STEP) -> list[int]:
     """Padded prompt lengths: multiples of `step` from `shortest` up, the last `max_seq_len`
     (default one step above the first: each bucket compiles once per batch bucket)."""
     first = -(-shortest // step) * step
@@ -114,6 +116,7 @@ class Policy:
         self.token_buckets = sorted(token_buckets or default_token_buckets(shortest, max_seq_len))
         self.batch_buckets = sorted(batch_buckets)
         self.compiled: set[tuple[int, int]] = set()
+        self.call_seconds: dict[tuple[int, int], float] = {}  # (length, size) -> measured
         self._rng = np.random.default_rng(seed)
         fns, ah = self.fns, self.cfg.action_head
         self._sample = jax.jit(lambda p, inputs, noise: fns.sample_actions(
@@ -237,13 +240,29 @@ class Policy:
         ah = self.cfg.action_head
         for length, size in buckets or [(t, b) for t in self.token_buckets
                                         for b in self.batch_buckets]:
-            if (length, size) in self.compiled:
+            if (length, size) in self.compiled and (length, size) in self.call_seconds:
                 continue
             if before is not None and before(length, size) is False:
                 return
             noise = np.zeros((size, ah.action_horizon, ah.action_dim), np.float32)
             self._run(item * size, noise, length, size)
+            # What a call of this shape costs once compiled (best of 2): the server batches
+            # only where a bigger call serves more rows per second (`call_costs`).
+            times = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                self._run(item * size, noise, length, size)
+                times.append(time.perf_counter() - t0)
+            self.call_seconds[(length, size)] = min(times)
         np.asarray(self._noise(np.uint32(0)))
+
+    def call_costs(self) -> dict[int, float]:
+        """Seconds per sampler call by batch size, measured by `warmup` (the slowest token
+        bucket of each size); empty before warmup."""
+        costs: dict[int, float] = {}
+        for (_, size), seconds in self.call_seconds.items():
+            costs[size] = max(costs.get(size, 0.0), seconds)
+        return costs
 
 
 def save_tokenizer_beside(model_dir, tokenizer_dir) -> None:

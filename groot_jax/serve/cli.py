@@ -95,7 +95,8 @@ def _serve(args) -> int:
         raise SystemExit(str(e)) from None
     meta = policy.metadata()
     print(f"serving {args.model} ({data_config.name}) on tcp://{args.host}:{args.port}; token "
-          f"buckets {meta['token_buckets']}, batch buckets {meta['batch_buckets']}", flush=True)
+          f"buckets {meta['token_buckets']}, batch buckets {meta['batch_buckets']}, gathering "
+          f"up to {server.batch_limit} request rows per call", flush=True)
     if stopping.is_set():
         server.stop()
     server.serve_forever()

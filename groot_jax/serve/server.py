@@ -1,4 +1,4 @@
-"""Policy server: ZeroMQ ROUTER socket, msgpack numpy messages, explicit batching, survives bad input.
+"""Policy server: ZeroMQ ROUTER, msgpack numpy messages, explicit batching, survives bad input.
 
 Protocol: a request is `{"method": "health" | "get_action", "payload": ...}`; a reply is
 `{"result": ...}` or `{"error": "<what was wrong>"}`. A `get_action` payload is
@@ -9,12 +9,14 @@ or, the older flat form, the observation dict itself (= one observation, no seed
 observation has no batch axis: video uint8 [T, H, W, 3], state [T, d], the task a str. With
 `"batch": True` every array has a leading axis B and the task is a list of B str; the reply then
 has a leading axis B too. `health` returns the policy's metadata, including the observation spec
-(`groot_jax.serve.schema`), the token/batch buckets and what is compiled.
+(`groot_jax.eval.observation_spec`), the token/batch buckets and what is compiled.
 
 Every request is checked against the spec before it is batched; a bad one gets an error naming
 the key and the expected dtype/shape and never reaches the model. The checked single
 observations of requests that arrive until none has come for `batch_window_s` are run as one
-policy call of at most `max_batch` rows, and each reply is exactly its own rows. Each row's
+policy call of at most `batch_limit` rows (`choose_batch_limit()`: > 1 only where the policy's
+measured call costs show that batching serves more rows per second), and each reply is exactly
+its own rows. Each row's
 initial noise comes from its own seed (the request's `seed`, row i of a batch using seed + i;
 otherwise one drawn from the server's generator, seeded by `seed`), so a seeded request gives
 the same chunk however it was batched.
@@ -69,6 +71,22 @@ def _request(payload: Any) -> tuple[dict, bool, int | None]:
     return obs, batch, seed
 
 
+BATCH_GAIN = 1.25  # batch only where it serves at least this many times the rows per second
+
+
+def choose_batch_limit(costs: dict[int, float], max_batch: int) -> int:
+    """The most rows the server gathers into one call, from measured seconds per call by batch
+    size: the size of highest throughput (rows per second), if it beats one row per call by
+    BATCH_GAIN, else 1. Where a call's cost grows with its rows (a CPU), gathering only adds
+    waiting, so the tail latency would suffer; where it is mostly fixed (an accelerator),
+    batching amortises it. Without measurements, `max_batch`."""
+    sizes = {b: c for b, c in costs.items() if b <= max_batch and c > 0}
+    if not sizes or 1 not in sizes:
+        return max_batch
+    best = max(sizes, key=lambda b: (b / sizes[b], -b))
+    return best if best / sizes[best] >= BATCH_GAIN / sizes[1] else 1
+
+
 @dataclasses.dataclass
 class _Pending:
     envelope: list[bytes]
@@ -80,7 +98,10 @@ class _Pending:
 class PolicyServer:
     def __init__(self, policy: BatchPolicy, address: str = "tcp://127.0.0.1:5555", *,
                  max_message_bytes: int = 64 << 20, max_batch: int | None = None,
-                 batch_window_s: float = 0.002, seed: int = 0, drain_timeout_s: float = 10.0):
+                 batch_window_s: float = 0.002, seed: int = 0, drain_timeout_s: float = 10.0,
+                 batch_limit: int | None = None):
+        """`batch_limit`: the most rows gathered into one call; default chosen from the
+        policy's measured call costs (`choose_batch_limit`)."""
         limit = policy.metadata().get("max_batch")
         max_batch = max_batch or limit or 16  # default: the policy's largest batch bucket
         if limit is not None and max_batch > limit:
@@ -88,6 +109,8 @@ class PolicyServer:
                              f"{limit}")
         self.policy, self.address = policy, address
         self.max_message_bytes, self.max_batch = max_message_bytes, max_batch
+        costs = policy.call_costs() if hasattr(policy, "call_costs") else {}
+        self.batch_limit = min(batch_limit or choose_batch_limit(costs, max_batch), max_batch)
         self.batch_window_s, self.drain_timeout_s = batch_window_s, drain_timeout_s
         self.seed, self._rng = seed, np.random.default_rng(seed)
         self._stop = threading.Event()
@@ -118,7 +141,8 @@ class PolicyServer:
 
     def health(self) -> dict:
         return {"status": "ok", **self.policy.metadata(),
-                "server": {"max_batch": self.max_batch, "batch_window_s": self.batch_window_s,
+                "server": {"max_batch": self.max_batch, "batch_limit": self.batch_limit,
+                           "batch_window_s": self.batch_window_s,
                            "seed": self.seed, "max_message_bytes": self.max_message_bytes}}
 
     def _reply(self, request: _Pending, results: list[dict]) -> bytes:
@@ -150,10 +174,11 @@ class PolicyServer:
         return replies
 
     def _answer(self, pending: list[_Pending]) -> list[tuple[list[bytes], bytes]]:
-        """Requests packed in arrival order into calls of at most max_batch rows."""
+        """Requests packed in arrival order into calls of at most batch_limit rows (a declared
+        batch larger than that runs as one call of its own)."""
         replies, call, rows = [], [], 0
         for r in pending:
-            if call and rows + len(r.items) > self.max_batch:
+            if call and rows + len(r.items) > self.batch_limit:
                 replies += self._run(call)
                 call, rows = [], 0
             call.append(r)
@@ -185,11 +210,11 @@ class PolicyServer:
 
     def _collect(self) -> list[_Pending]:
         """Checked requests (health answered on the way) until none has arrived for
-        `batch_window_s`, or max_batch rows, or 4 windows in all. The window restarts after each
+        `batch_window_s`, or batch_limit rows, or 4 windows in all. The window restarts after each
         request because checking one takes time: a wave of clients lands in one call."""
         pending, rows, reads = [], 0, 0
         start = last = time.monotonic()
-        while rows < self.max_batch and reads < 4 * self.max_batch:
+        while rows < self.batch_limit and reads < 4 * self.max_batch:
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:

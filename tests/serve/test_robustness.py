@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from groot_jax.serve.client import PolicyClient, PolicyError
-from groot_jax.serve.server import PolicyServer
+from groot_jax.serve.server import PolicyServer, choose_batch_limit
 from groot_jax.serve.wire import pack
 from tests.serve.conftest import BATCH_BUCKETS, TASKS, TOKEN_BUCKET, free_port, observation
 
@@ -43,7 +43,9 @@ def _assert_chunk(out: dict, batch: tuple = ()):
 def test_eight_concurrent_clients_each_get_their_own_chunk(tiny_policy):
     rng = np.random.default_rng(0)
     obs = [observation(rng, TASKS[i]) for i in range(8)]
-    with serving(tiny_policy, max_batch=8, batch_window_s=0.005) as srv:
+    # batch_limit=8: gather whatever arrives together, whatever the measured costs say, so the
+    # split of batched replies is what is tested here.
+    with serving(tiny_policy, max_batch=8, batch_limit=8, batch_window_s=0.005) as srv:
         client = PolicyClient(srv.address, timeout_ms=60_000)
         singles = [client.get_action(o, seed=100 + i) for i, o in enumerate(obs)]  # one at a time
         assert srv.stats["largest_batch"] == 1
@@ -228,11 +230,26 @@ class CallLatency:
         time.sleep(self.delay_s)
         return self.policy.act(items, seeds)
 
+    def call_costs(self):
+        return {b: c + self.delay_s for b, c in self.policy.call_costs().items()}
 
-def _load(policy, max_batch: int, jobs: list[list[tuple[dict, int]]], expected) -> dict:
+
+def test_choose_batch_limit_follows_measured_call_costs():
+    assert choose_batch_limit({}, 8) == 8  # nothing measured: as configured
+    assert choose_batch_limit({1: 0.01, 2: 0.02, 4: 0.04, 8: 0.08}, 8) == 1  # cost per row: no gain
+    assert choose_batch_limit({1: 0.01, 8: 0.09}, 8) == 1  # a small gain is not worth the wait
+    assert choose_batch_limit({1: 0.05, 2: 0.05, 4: 0.06, 8: 0.07, 16: 0.20}, 8) == 8  # fixed cost
+    assert choose_batch_limit({1: 0.05, 2: 0.05, 4: 0.06, 8: 0.07, 16: 0.08}, 8) == 8  # <= max_batch
+    assert choose_batch_limit({1: 0.05, 2: 0.055, 4: 0.2}, 8) == 2
+
+
+def _load(policy, max_batch: int, jobs: list[list[tuple[dict, int]]], expected,
+          batch_limit: int | None = None) -> dict:
     """Each client sends its (observation, seed) jobs in turn; latencies and wrong replies."""
     latencies, wrong, errors = [], [0], []
-    with serving(policy, max_batch=max_batch, batch_window_s=0.005) as srv:
+    with serving(policy, max_batch=max_batch, batch_limit=batch_limit,
+                 batch_window_s=0.005) as srv:
+        limit = srv.batch_limit
         def run(i):
             c = PolicyClient(srv.address, timeout_ms=60_000)
             try:
@@ -256,7 +273,8 @@ def _load(policy, max_batch: int, jobs: list[list[tuple[dict, int]]], expected) 
     ms = 1000 * np.asarray(latencies)
     return {"requests": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1),
             "p99_ms": round(float(np.percentile(ms, 99)), 1), "wrong": wrong[0],
-            "largest_batch": stats["largest_batch"], "errors": stats["errors"]}
+            "largest_batch": stats["largest_batch"], "errors": stats["errors"],
+            "batch_limit": limit}
 
 
 def test_buckets_stop_recompiles_and_batching_keeps_p99(tiny_policy):
@@ -277,13 +295,28 @@ def test_buckets_stop_recompiles_and_batching_keeps_p99(tiny_policy):
             times.append(1000 * (time.perf_counter() - t0))
         print(f"\none call, batch {size}: {min(times):.1f} ms", end="")
 
-    runs = {}
-    for regime, policy in (("cpu", tiny_policy), ("+50 ms/call", CallLatency(tiny_policy, 0.05))):
-        for mode, max_batch in (("off", 1), ("on", 8)):
-            runs[regime, mode] = r = _load(policy, max_batch, jobs, expected)
-            print(f"\n{regime:12s} batching {mode:3s} {r}", end="")
-            assert r["wrong"] == r["errors"] == 0
-            assert (r["largest_batch"] == 1) == (mode == "off")
+    costs = tiny_policy.call_costs()
+    print(f"\nmeasured at warm-up (s per call by batch size): {costs}", end="")
+    delayed = CallLatency(tiny_policy, 0.05)
+    runs: dict[tuple[str, str], list[dict]] = {}
+    # Interleaved rounds (off, on, forced, off, on, forced, ...): the machine is shared, so the
+    # CPU comparison is of medians over rounds run side by side.
+    plan = [("cpu", "off", tiny_policy, 1, None), ("cpu", "on", tiny_policy, 8, None),
+            ("cpu", "forced", tiny_policy, 8, 8)] * 3 + [
+        ("+50 ms/call", "off", delayed, 1, None), ("+50 ms/call", "on", delayed, 8, None)]
+    for regime, mode, policy, max_batch, limit in plan:
+        r = _load(policy, max_batch, jobs, expected, batch_limit=limit)
+        runs.setdefault((regime, mode), []).append(r)
+        print(f"\n{regime:12s} batching {mode:6s} {r}", end="")
+        assert r["wrong"] == r["errors"] == 0
+        if mode == "off":
+            assert r["largest_batch"] == 1
+    # The server chose its gathering from the measured costs: on this CPU a call of 8 rows costs
+    # about 8 calls of 1, so it serves one at a time; with a fixed cost per call it batches.
+    assert runs["cpu", "on"][0]["batch_limit"] == choose_batch_limit(costs, 8)
+    assert runs["+50 ms/call", "on"][0]["batch_limit"] == 8
+    assert runs["+50 ms/call", "on"][0]["largest_batch"] > 1
+    assert runs["cpu", "forced"][0]["largest_batch"] > 1
     print()
     assert tiny_policy._sample._cache_size() == cache, "a request shape compiled again"
     assert tiny_policy.compiled == compiled
@@ -291,7 +324,11 @@ def test_buckets_stop_recompiles_and_batching_keeps_p99(tiny_policy):
         health = PolicyClient(srv.address).health()
     assert health["token_buckets"] == [TOKEN_BUCKET] and health["batch_buckets"] == [1, 2, 4, 8]
     assert sorted(map(tuple, health["compiled"])) == sorted(compiled)
-    # Where a call has a fixed cost, batching must not lengthen the tail. (The CPU rows are
-    # printed, not compared: equal in expectation, they differ by the other load on the machine.
-    # No stall is shown by the compile cache above.)
-    assert runs["+50 ms/call", "on"]["p99_ms"] <= runs["+50 ms/call", "off"]["p99_ms"], runs
+    # Batching on must not lengthen the tail. Where a call has a fixed cost it shortens it; on
+    # the CPU the chosen schedule is the unbatched one, so the medians over the interleaved
+    # rounds agree up to the machine's noise (10% + 2 ms allowed; forced batching is printed to
+    # show what it would cost).
+    p99 = {k: float(np.median([r["p99_ms"] for r in v])) for k, v in runs.items()}
+    print(f"median p99 (ms): {p99}")
+    assert p99["cpu", "on"] <= 1.1 * p99["cpu", "off"] + 2.0, p99
+    assert p99["+50 ms/call", "on"] <= p99["+50 ms/call", "off"], p99

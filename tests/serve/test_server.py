@@ -6,8 +6,8 @@ import msgpack
 import numpy as np
 import pytest
 
+from groot_jax.eval.observation_spec import check_observation
 from groot_jax.serve.client import PolicyClient, PolicyError
-from groot_jax.serve.schema import check_observation
 from groot_jax.serve.server import PolicyServer
 from groot_jax.serve.wire import pack
 from tests.serve.conftest import free_port
