@@ -1,7 +1,7 @@
 """Pyramid pretraining, tiny model, on the synthetic goal-reaching world (CPU, minutes).
 
 Data (run once; ~1 min on 2 cores; GROOT_PYRAMID_DATA overrides the location):
-    groot-jax pyramid demo-data runs/pyramid_tiny_data
+    groot-jax latent-actions pyramid-demo runs/pyramid_tiny_data
 Train:
     groot-jax pyramid train --config configs/pyramid_tiny.py [--set steps=50]
 
@@ -45,8 +45,8 @@ def get_config() -> TrainConfig:
 
 def get_pyramid(cfg: TrainConfig) -> Pyramid:
     if not (ROOT / "paths.json").exists():
-        raise FileNotFoundError(f"{ROOT}: no demo pyramid; run `groot-jax pyramid demo-data {ROOT}` "
-                                f"(or set GROOT_PYRAMID_DATA)")
+        raise FileNotFoundError(f"{ROOT}: no demo pyramid; run `groot-jax latent-actions "
+                                f"pyramid-demo {ROOT}` (or set GROOT_PYRAMID_DATA)")
     vocab, img = tokenizer_ids(ROOT / "tokenizer")
     if vocab > VOCAB or img != IMAGE_TOKEN:
         raise ValueError(f"{ROOT / 'tokenizer'}: vocabulary {vocab} / <IMG_CONTEXT> {img} do not fit "

@@ -16,6 +16,19 @@ def _positive(owner: str, **fields: int) -> None:
             raise ValueError(f"{owner}.{name} must be a positive int, got {value!r}")
 
 
+# Rematerialisation of a scanned layer stack in the backward pass: "none", "full" (recompute
+# everything) or "dots" (keep matmul outputs); groot_jax.models.layers.REMAT_POLICIES maps the
+# names to jax.checkpoint policies. A trace-time choice: parameters and numerics are unchanged.
+# Each tower that scans its layers has the field; GR00TConfig.with_remat sets them all.
+REMAT = ("none", "full", "dots")
+Remat = Literal["none", "full", "dots"]
+
+
+def _check_remat(owner: str, value: str) -> None:
+    if value not in REMAT:
+        raise ValueError(f"{owner}.remat must be none|full|dots, got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SiglipConfig:
     """SigLIP vision tower (HF `SiglipVisionModel`), spec 2.2 / 3.6."""
@@ -30,8 +43,10 @@ class SiglipConfig:
     layer_norm_eps: float = 1e-6
     # N1.5 keeps the (unused) attention-pooling head in its checkpoint; N1 replaced it by Identity.
     has_pooling_head: bool = True
+    remat: Remat = "none"
 
     def __post_init__(self):
+        _check_remat("SiglipConfig", self.remat)
         _positive("SiglipConfig", hidden_size=self.hidden_size, num_layers=self.num_layers,
                   num_heads=self.num_heads, image_size=self.image_size, patch_size=self.patch_size)
         if self.hidden_size % self.num_heads:
@@ -71,8 +86,10 @@ class LlmConfig:
     head_dim: int = 128
     rope_theta: float = 1_000_000.0
     rms_norm_eps: float = 1e-6
+    remat: Remat = "none"
 
     def __post_init__(self):
+        _check_remat("LlmConfig", self.remat)
         if self.variant not in ("qwen3", "llama"):
             raise ValueError(f"LlmConfig.variant must be 'qwen3' or 'llama', got {self.variant!r}")
         _positive("LlmConfig", vocab_size=self.vocab_size, hidden_size=self.hidden_size,
@@ -142,8 +159,10 @@ class DiTConfig:
     norm_eps: float = 1e-5
     final_norm_eps: float = 1e-6
     timestep_channels: int = 256
+    remat: Remat = "none"
 
     def __post_init__(self):
+        _check_remat("DiTConfig", self.remat)
         _positive("DiTConfig", num_layers=self.num_layers, num_heads=self.num_heads,
                   head_dim=self.head_dim, output_dim=self.output_dim)
         if self.interleave_self_attention and self.num_layers % 2:
@@ -164,6 +183,10 @@ class VLSelfAttentionConfig:
     head_dim: int = 64
     dropout: float = 0.2
     norm_eps: float = 1e-5
+    remat: Remat = "none"
+
+    def __post_init__(self):
+        _check_remat("VLSelfAttentionConfig", self.remat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +279,18 @@ class GR00TConfig:
             raise ValueError(f"backbone feature width {self.backbone.feature_dim} must equal "
                              f"action_head.backbone_embedding_dim="
                              f"{self.action_head.backbone_embedding_dim}")
+
+    def with_remat(self, remat: Remat) -> GR00TConfig:
+        """This config with every scanned layer stack (SigLIP, LLM, VL self-attention, DiT) under
+        the rematerialisation policy `remat` (see REMAT)."""
+        bb, ah = self.backbone, self.action_head
+        return dataclasses.replace(
+            self,
+            backbone=dataclasses.replace(bb, vision=dataclasses.replace(bb.vision, remat=remat),
+                                         llm=dataclasses.replace(bb.llm, remat=remat)),
+            action_head=dataclasses.replace(
+                ah, dit=dataclasses.replace(ah.dit, remat=remat),
+                vl_self_attention=dataclasses.replace(ah.vl_self_attention, remat=remat)))
 
     # ---- presets -------------------------------------------------------------------------
     @classmethod

@@ -91,18 +91,6 @@ def logical_names(abstract_params: Any) -> dict:
     return out
 
 
-def param_specs(names: Any, shapes: Any, mesh: Mesh, layout: str = "fsdp", *,
-                min_shard_bytes: int = 0) -> Any:
-    """PartitionSpecs for a tree of arrays (`shapes`) given the matching tree of logical names."""
-    if layout not in RULES:
-        raise KeyError(f"unknown sharding layout {layout!r}; known: {sorted(RULES)}")
-    rules = RULES[layout]
-    return jax.tree.map(
-        lambda n, a: logical_to_spec(n, a.shape, mesh, rules, itemsize=np.dtype(a.dtype).itemsize,
-                                     min_shard_bytes=min_shard_bytes),
-        names, shapes, is_leaf=lambda x: x is None or isinstance(x, tuple))
-
-
 def named(mesh: Mesh, specs: Any) -> Any:
     return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, P))
 

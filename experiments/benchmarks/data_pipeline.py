@@ -189,9 +189,9 @@ def main():
             for p in s.encode():
                 c.mux(p)
 
-    import tests.data.fixtures as fx
+    import groot_jax.data.writers as writers
 
-    fx.write_video = write
+    writers.write_video = write  # the fixture writes its videos through the project's writer
     t0 = time.perf_counter()
     write_v2_dataset(
         root,

@@ -27,8 +27,8 @@ import optax
 from groot_jax.config import GR00TConfig
 from groot_jax.convert.checkpoint import save_model
 from groot_jax.data.modality import DataConfig
+from groot_jax.data.processor import SampleTransform
 from groot_jax.data.prompt import PromptTokenizer, left_pad, train_tiny_tokenizer
-from groot_jax.data.transforms import SampleTransform
 from groot_jax.eval.policy import Policy, modality_from_metadata, save_tokenizer_beside
 from groot_jax.eval.sim import TASK_TEXT, MetaWorldTask, rollout
 from groot_jax.models import groot

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from groot_jax.latent.episodes import make_pairs
+from groot_jax.latent.pairs import make_pairs
 from groot_jax.latent.synthetic_world import make_episodes
 from groot_jax.latent.train_idm import predict_chunks, relative_error, train_idm
 from groot_jax.latent.train_lam import codebook_stats, encode_pairs, linear_probe_r2, train_lam

@@ -39,15 +39,15 @@ import grain
 import jax
 import numpy as np
 
+from groot_jax.data.episodes import open_episodes
 from groot_jax.data.mixture import SourceSpec, mixture_stats, open_source
 from groot_jax.data.pipeline import PipelineConfig, build_pipeline
 from groot_jax.data.prompt import PromptTokenizer, train_tiny_tokenizer
+from groot_jax.data.sidecar import load_episode
+from groot_jax.data.writers import write_actionless, write_lerobot_v2
 from groot_jax.latent import checkpoint
-from groot_jax.latent.cli import open_source as open_episodes
-from groot_jax.latent.episodes import make_pairs
 from groot_jax.latent.label import label_dataset
-from groot_jax.latent.lerobot_writer import write_actionless, write_lerobot_v2
-from groot_jax.latent.sidecar import load_episode
+from groot_jax.latent.pairs import make_pairs
 from groot_jax.latent.synthetic_world import make_goal_episodes
 from groot_jax.latent.train_idm import relative_error, train_idm
 from groot_jax.latent.train_lam import codebook_stats, encode_pairs, linear_probe_r2, train_lam

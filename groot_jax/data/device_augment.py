@@ -1,7 +1,8 @@
 """Optional on-device video augmentation (off by default): the host decodes and crops uint8 frames,
 the accelerator does the resize, colour jitter and normalization inside the jitted train step.
 
-Host: `SampleTransform(..., device_augment=True)` emits, instead of `pixel_values`,
+Host (groot_jax/data/device_inputs.py): `SampleTransform(..., device_augment=True)` emits, instead
+of `pixel_values`,
   pixel_u8  uint8   [T*V, ch, cw, 3]  the cropped frames, images ordered (t v)
   augment   float32 [T*V, 8]          (fb, fc, fs, fh, op0, op1, op2, op3): jitter factors and
                                       order (0 brightness, 1 contrast, 2 saturation, 3 hue; -1 none)
@@ -20,7 +21,7 @@ the decoded yuv420p planes,
 the RGB crop from swscale's own conversion, tabulated exhaustively (groot_jax/data/yuv_tables.py):
 bit-exact to the host's RGB, so the tolerance below is unchanged.
 
-Equality with the host path (groot_jax/data/transforms.py, bit-exact to torchvision): the same
+Equality with the host path (groot_jax/data/image_transforms.py, bit-exact to torchvision): the same
 operations in float32. uint8 <-> float conversions go through the host's lookup values; the
 antialiased resize is applied tap by tap in torch's order with each step rounded like a fused
 multiply-add (Dekker/Knuth error-free float32 arithmetic, no float64 needed), which reproduces the
@@ -40,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from groot_jax.data.transforms import _aa_taps
+from groot_jax.data.image_transforms import aa_taps, gray
 from groot_jax.data.yuv_tables import yuv_tables
 
 _U8_TO_F32 = np.arange(256, dtype=np.float32) / np.float32(255.0)  # == host u8 / 255
@@ -50,7 +51,7 @@ _U8_TO_PIX = (_U8_TO_F32 - np.float32(0.5)) / np.float32(0.5)  # == host to_pixe
 @functools.lru_cache(maxsize=32)
 def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
     """Dense float32 [out, in] matrix of the antialiased bilinear taps (rows sum to 1)."""
-    idx, wts = _aa_taps(in_size, out_size)
+    idx, wts = aa_taps(in_size, out_size)
     m = np.zeros((out_size, in_size), np.float32)
     for k in range(idx.shape[1]):
         np.add.at(m, (np.arange(out_size), idx[:, k]), wts[:, k])
@@ -86,7 +87,7 @@ def _fma(x, w_hi, w_lo, w, acc):
 
 def _resample(x, axis: int, out_size: int):
     """One separable pass, tap by tap in torch's order: out = x0*w0, then out = fma(xk, wk, out)."""
-    idx, wts = _aa_taps(x.shape[axis], out_size)
+    idx, wts = aa_taps(x.shape[axis], out_size)
     shape = [1] * x.ndim
     shape[axis] = out_size
     acc = jnp.take(x, idx[:, 0], axis=axis) * wts[:, 0].reshape(shape)
@@ -95,10 +96,6 @@ def _resample(x, axis: int, out_size: int):
         w_hi, w_lo = _split_np(w)
         acc = _fma(jnp.take(x, idx[:, k], axis=axis), w_hi, w_lo, w, acc)
     return acc
-
-
-def _gray(x):
-    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
 
 
 def _hue(x, fh):
@@ -124,10 +121,11 @@ def _hue(x, fh):
 def _jitter_one(x, p):
     """x float32 [S, S, 3] in [0, 1]; p [8] = (fb, fc, fs, fh, op0..op3)."""
     fb, fc, fs, fh = p[0], p[1], p[2], p[3]
+    luma = lambda x: gray(x[..., 0], x[..., 1], x[..., 2])
     branches = (
         lambda x: jnp.clip(x * fb, 0.0, 1.0),
-        lambda x: jnp.clip(fc * x + (1 - fc) * jnp.mean(_gray(x)), 0.0, 1.0),
-        lambda x: jnp.clip(fs * x + (1 - fs) * _gray(x)[..., None], 0.0, 1.0),
+        lambda x: jnp.clip(fc * x + (1 - fc) * jnp.mean(luma(x)), 0.0, 1.0),
+        lambda x: jnp.clip(fs * x + (1 - fs) * luma(x)[..., None], 0.0, 1.0),
         lambda x: _hue(x, fh),
         lambda x: x,  # op -1: no jitter
     )

@@ -108,6 +108,11 @@ def so100(video_keys=("video.webcam",)) -> DataConfig:
     )
 
 
+# Data-config presets by name (`--data-config` of `groot-jax eval` / `serve`). Not the same table
+# as groot_jax.config.PRESETS, which names model architectures: a data config says which keys of
+# a dataset feed the model and how they are normalized, and any of these goes with any model
+# whose padding widths and action horizon match (prompt.check_model_config). Different things
+# with different keys, hence two registries.
 PRESETS = {
     "fourier_gr1_arms_waist": gr1_arms_waist,
     "fourier_gr1_arms_only": gr1_arms_only,

@@ -4,6 +4,7 @@ statistics merged per embodiment tag as the original's LeRobotMixtureDataset doe
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from groot_jax.data.errors import DataError
@@ -26,15 +27,28 @@ class SourceSpec:
     action_sidecar: str | None = None
 
 
-def open_source(spec: SourceSpec):
-    """SourceSpec -> an EpisodeSource."""
-    if spec.kind == "lerobot":
-        import json
+def detect_kind(path: str | Path) -> str | None:
+    """The SourceSpec kind of a dataset directory from its metadata: "lerobot" (meta/info.json),
+    "actionless" (meta/episodes.jsonl without info.json), else None."""
+    meta = Path(path) / "meta"
+    if (meta / "info.json").exists():
+        return "lerobot"
+    if (meta / "episodes.jsonl").exists():
+        return "actionless"
+    return None
 
+
+def open_source(spec: SourceSpec):
+    """SourceSpec -> an EpisodeSource: the one place that maps a dataset kind (and a LeRobot
+    codebase version) to its reader."""
+    if spec.kind == "lerobot":
         info = Path(spec.path) / "meta" / "info.json"
         if not info.exists():
             raise DataError(f"{info}: not found")
-        ver = str(json.loads(info.read_text()).get("codebase_version", ""))
+        try:
+            ver = str(json.loads(info.read_text()).get("codebase_version", ""))
+        except json.JSONDecodeError as e:  # json's own message names no file
+            raise DataError(f"{info}: not valid JSON ({e})") from e
         if ver.startswith("v3"):
             from groot_jax.data.lerobot_v3 import LeRobotV3Source
 

@@ -34,19 +34,15 @@ import dataclasses
 
 import grain
 import numpy as np
-from grain.python import SharedMemoryArray
 
 from groot_jax.data import shm_ring
+from groot_jax.data.codec import EncodedEpisode
 from groot_jax.data.draws import batch_draws
 from groot_jax.data.errors import DataError
+from groot_jax.data.image_transforms import to_pixel_values, video_transform
 from groot_jax.data.mixture import SourceSpec, mixture_stats, open_source
-from groot_jax.data.prompt import PromptTokenizer, left_pad
-from groot_jax.data.transforms import (
-    EncodedEpisode,
-    SampleTransform,
-    to_pixel_values,
-    video_transform,
-)
+from groot_jax.data.processor import SHM_MIN_BYTES, Collate, SampleTransform, make_collate
+from groot_jax.data.prompt import PromptTokenizer
 from groot_jax.data.video import VideoDecoder
 
 
@@ -191,87 +187,6 @@ class LoadBatch:
                 items += [self.load.finish(si, *raw, r)
                           for (si, _, r), raw in zip(group, raws, strict=True)]
         return self.collate(items)
-
-
-# Batch arrays at least this large travel from worker processes through shared memory; smaller
-# ones are pickled (a shared-memory block costs several system calls on both sides).
-SHM_MIN_BYTES = 64 << 10
-
-
-class Collate:
-    """Stack samples into a batch; left-pad the prompts. In Grain worker processes, Grain calls
-    `enable_shared_memory_output()` (the `SupportsSharedMemoryOutput` protocol), and the large
-    batch arrays are then written straight into shared memory, so they reach the main process
-    without being pickled through a pipe (measured: ~0.2 ms of host CPU per sample at batch 8):
-    with `ring_slots` > 0 into a reused slot of this worker's SlotRing (the batch then carries a
-    `__slot__` reference that shm_ring.read_slots resolves in the main process), else into one
-    fresh Grain shared-memory array per key."""
-
-    def __init__(self, pad_id: int | None, max_seq_len: int | None, ring_slots: int = 0):
-        self.pad_id = pad_id
-        self.max_seq_len = max_seq_len
-        self.ring_slots = ring_slots
-        self.shared_memory = False
-        self._ring = None
-
-    def __getstate__(self):
-        s = dict(self.__dict__)
-        s["_ring"] = None  # each worker process makes its own
-        return s
-
-    def enable_shared_memory_output(self) -> None:
-        self.shared_memory = True
-
-    @staticmethod
-    def _large(first: np.ndarray, n: int) -> bool:
-        return (not first.dtype.hasobject and first.dtype.kind not in "US"
-                and first.nbytes * n >= SHM_MIN_BYTES)
-
-    @staticmethod
-    def _shape_error(k: str, xs: list) -> DataError:
-        shapes = sorted({str(np.shape(x)) for x in xs})
-        return DataError(f"batch key {k!r}: samples disagree on shape {shapes}")
-
-    def _to_ring(self, items: list[dict]) -> dict:
-        big = {k: [it[k] for it in items] for k in items[0]
-               if k != "input_ids" and self._large(np.asarray(items[0][k]), len(items))}
-        layout = shm_ring.layout(big)
-        if self._ring is None or layout.nbytes > self._ring.slot_bytes:
-            self._ring = shm_ring.SlotRing(layout.nbytes, self.ring_slots)
-        try:
-            ref = self._ring.stack(big, layout)
-        except ValueError as e:
-            k = next(k for k, xs in big.items() if len({np.shape(x) for x in xs}) > 1)
-            raise self._shape_error(k, big[k]) from e
-        out = {k: self._stack(k, [it[k] for it in items]) for k in items[0]
-               if k != "input_ids" and k not in big}
-        out["__slot__"] = ref
-        return out
-
-    def _stack(self, k: str, xs: list) -> np.ndarray:
-        first = np.asarray(xs[0])
-        out = None
-        if self.shared_memory and self._large(first, len(xs)):
-            out = SharedMemoryArray((len(xs),) + first.shape, dtype=first.dtype)
-        try:
-            return np.stack(xs, out=out, casting="no" if out is not None else "same_kind")
-        except ValueError as e:
-            raise self._shape_error(k, xs) from e
-
-    def __call__(self, items: list[dict]) -> dict:
-        if self.shared_memory and self.ring_slots > 0 and shm_ring.available():
-            out = self._to_ring(items)
-        else:
-            out = {k: self._stack(k, [it[k] for it in items]) for k in items[0] if k != "input_ids"}
-        if "input_ids" in items[0]:
-            out["input_ids"], out["attention_mask"] = left_pad(
-                [it["input_ids"] for it in items], self.pad_id, self.max_seq_len
-            )
-        return out
-
-
-def make_collate(pad_id: int | None, max_seq_len: int | None, ring_slots: int = 0) -> Collate:
-    return Collate(pad_id, max_seq_len, ring_slots)
 
 
 @dataclasses.dataclass

@@ -168,10 +168,12 @@ def check_model_config(tokenizer: PromptTokenizer, model_cfg, data_cfg=None) -> 
                 raise DataError(f"data config {data_cfg.name}: {name} {d} != model {m}")
 
 
-def train_tiny_tokenizer(out, corpus: list[str], vocab_size: int = 400):
-    """A small byte-level BPE with the Eagle special tokens and chat template, saved in the
-    Hugging Face layout: for demos and experiments that train a model from scratch (a real
-    checkpoint ships its own Qwen3 tokenizer). Returns the directory."""
+def train_tiny_tokenizer(out, corpus: list[str], vocab_size: int = 400,
+                         chat_template: str | None = None):
+    """A small byte-level BPE with the Eagle special tokens and chat template (`chat_template`,
+    default EAGLE_CHAT_TEMPLATE), saved in the Hugging Face layout: for demos, experiments and
+    tests that train a model from scratch (a real checkpoint ships its own Qwen3 tokenizer).
+    Returns the directory."""
     from pathlib import Path
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -188,6 +190,6 @@ def train_tiny_tokenizer(out, corpus: list[str], vocab_size: int = 400):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>",
                                    eos_token="<|im_end|>", additional_special_tokens=special[:5])
-    fast.chat_template = EAGLE_CHAT_TEMPLATE
+    fast.chat_template = chat_template or EAGLE_CHAT_TEMPLATE
     fast.save_pretrained(Path(out))
     return Path(out)

@@ -3,11 +3,12 @@ target of an episode source that has none (human video, generated video) or that
 relabelled.
 
 `groot-jax latent-actions label DATASET` / `groot-jax idm label DATASET --embodiment TAG` write
-`DATASET.latent_actions/` / `DATASET.idm_actions.TAG/` beside the dataset (format:
-groot_jax/latent/sidecar.py): `manifest.json` plus one `episode_XXXXXX.npz` per episode, whose
-arrays are indexed by the episode's frame t. `SidecarActionSource(base, sidecar_dir)` exposes that
-per-frame array as an action column, so the rest of the data layer (action_indices, edge padding,
-statistics, normalization, the embodiment's projector slot) treats it exactly like recorded actions:
+`DATASET.latent_actions/` / `DATASET.idm_actions.TAG/` beside the dataset (format and reader:
+sidecar.py): `manifest.json` plus one `episode_XXXXXX.npz` per episode, whose arrays are indexed
+by the episode's frame t and checked against the manifest's sha256 on every read.
+`SidecarActionSource(base, sidecar_dir)` exposes that per-frame array as an action column, so the
+rest of the data layer (action_indices, edge padding, statistics, normalization, the embodiment's
+projector slot) treats it exactly like recorded actions:
 
   latent actions  column `latent_actions` [T, N*D], one key `action.latent` (use the
                   `latent_action` embodiment tag: a dedicated projector slot);
@@ -21,36 +22,18 @@ rule edge padding applies beyond the end of an episode.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
 from groot_jax.data.errors import DataError
 from groot_jax.data.modality import StateActionMeta
+from groot_jax.data.sidecar import load_episode, read_manifest, sidecar_kind
 from groot_jax.data.source import Episode, EpisodeSource
 
-SIDECAR_FORMAT = "groot-jax-sidecar"
 COLUMN_PREFIX = "sidecar."
 DEFAULT_COLUMN = {"latent_actions": "latent_actions", "idm_actions": "actions"}
 DEFAULT_KEY = {"latent_actions": "latent", "idm_actions": "pseudo"}
-
-
-def read_sidecar_manifest(root: str | Path) -> dict:
-    p = Path(root) / "manifest.json"
-    if not p.exists():
-        raise DataError(f"{p}: sidecar manifest not found (run `groot-jax latent-actions label` or "
-                        f"`groot-jax idm label` on the dataset first)")
-    try:
-        m = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}: not valid JSON ({e})") from e
-    if m.get("format") != SIDECAR_FORMAT:
-        raise DataError(f"{p}: format {m.get('format')!r} is not {SIDECAR_FORMAT!r}")
-    for req in ("kind", "episodes"):
-        if req not in m:
-            raise DataError(f"{p}: lacks {req!r}")
-    return m
 
 
 class SidecarActionSource(EpisodeSource):
@@ -67,12 +50,8 @@ class SidecarActionSource(EpisodeSource):
         super().__init__(cache_bytes=base._cache_bytes, decoder=base.decoder)
         self.base = base
         self.sidecar = Path(sidecar)
-        self._manifest = read_sidecar_manifest(self.sidecar)
-        kind = str(self._manifest["kind"]).split(".")[0]
-        if kind not in DEFAULT_COLUMN:
-            raise DataError(f"{self.sidecar}/manifest.json: unknown sidecar kind "
-                            f"{self._manifest['kind']!r}")
-        self.kind = kind
+        self._manifest = read_manifest(self.sidecar)
+        kind = self.kind = sidecar_kind(self._manifest, self.sidecar)
         self.column = column or DEFAULT_COLUMN[kind]
         # Metadata is the base's: same episodes, frames, videos, language.
         for attr in ("root", "name", "episode_indices", "episode_lengths", "tasks", "fps",
@@ -111,14 +90,11 @@ class SidecarActionSource(EpisodeSource):
     def _labels(self, episode_index: int) -> np.ndarray:
         entry = self._manifest["episodes"][str(episode_index)]
         path = self.sidecar / entry["file"]
-        try:
-            with np.load(path) as z:
-                if self.column not in z:
-                    raise DataError(f"{path}: no array {self.column!r} (has {sorted(z.files)})")
-                arr = np.asarray(z[self.column], np.float32)
-                valid = np.asarray(z["valid"], bool) if "valid" in z else None
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read labels ({e})") from e
+        z = load_episode(self.sidecar, episode_index, self._manifest)  # sha256-checked
+        if self.column not in z:
+            raise DataError(f"{path}: no array {self.column!r} (has {sorted(z)})")
+        arr = np.asarray(z[self.column], np.float32)
+        valid = np.asarray(z["valid"], bool) if "valid" in z else None
         if arr.ndim != 2 or arr.shape[0] != int(entry["length"]):
             raise DataError(f"{path}: {self.column!r} has shape {arr.shape}, expected "
                             f"[{entry['length']}, width]")

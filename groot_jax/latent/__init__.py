@@ -1,10 +1,12 @@
 """Learning from action-less video: latent-action VQ-VAE and inverse-dynamics pseudo-labels.
 
-Layout: `synthetic_world` (numpy video worlds with known actions), `episodes` (the episode
-interface, pair sampling, and the adapter over groot_jax.data sources: LeRobot and action-less
-video), `lerobot_writer` (write episodes as LeRobot v2.1 / action-less datasets), `train_lam` /
-`train_idm` (small optax loops), `checkpoint` (Orbax), `sidecar` (atomic, resumable per-episode
-label files beside a dataset; groot_jax/data/sidecar_actions.py reads them back as actions),
-`label` (labelling loops), `cli` (`latent-actions` and `idm` sub-commands). The pyramid mixture
-that trains on the labels is groot_jax/train/pyramid.py.
+Layout: `synthetic_world` (numpy video worlds with known actions), `pairs` (frame pairs of whole
+episodes; the episodes come from groot_jax.data.episodes: LeRobot, action-less video or
+episode_*.npz), `train_lam` / `train_idm` (small optax loops on `loop`), `checkpoint` (Orbax),
+`sidecar` (the atomic, resumable writer of label files beside a dataset; groot_jax/data/sidecar.py
+owns the format and reads them, groot_jax/data/sidecar_actions.py turns them into actions),
+`label` (labelling loops), `demo_pyramid` (the synthetic data pyramid with its sidecars), `cli`
+(`latent-actions` and `idm` sub-commands). The pyramid mixture that trains on the labels is
+groot_jax/train/pyramid.py. Dependencies: this package uses groot_jax.data and groot_jax.models;
+groot_jax.data and groot_jax.train import nothing from here.
 """

@@ -1,7 +1,15 @@
 """Orbax checkpoints of the latent-action model and the IDM.
 
-Layout of `DIR`: `config.json` ({"kind": "latent_action" | "idm", "config": {...}}) and `state/`
-(the full `nnx.state(model)`, Orbax StandardCheckpointer). The codebook usage EMA is saved too.
+Layout of `DIR`: `config.json` ({"kind": "latent_action" | "idm", "config": {...}, "meta": {...}})
+and `state/` (the full `nnx.state(model)`, Orbax StandardCheckpointer). The codebook usage EMA is
+saved too.
+
+Why not one of the two other checkpoint formats: groot_jax/convert/checkpoint.py's model directory
+(groot_config.json + params/) holds a GR00TConfig and only nnx.Param leaves, restored against
+`groot.abstract` (the VQ-VAE's usage EMA is not a Param, and these models have their own config
+classes); groot_jax/train/checkpoints.py saves a sharded TrainState + Grain iterator per step for
+resuming a run (these models train in seconds in memory and are saved once, as a finished model).
+Only the outer layer differs: all three write their arrays with Orbax.
 """
 from __future__ import annotations
 

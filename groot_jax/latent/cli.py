@@ -1,10 +1,12 @@
-"""`groot-jax latent-actions train|label|synthetic` and `groot-jax idm train|label`.
+"""`groot-jax latent-actions train|label|synthetic|pyramid-demo` and `groot-jax idm train|label`.
 
 Registered in `groot-jax` (groot_jax/cli.py). Training reads a dataset (LeRobot v2.x / v3.0,
-action-less video, or episode_*.npz) through `open_source` into memory (or generates the synthetic
-world), holds out the last tenth of the episodes for the metrics it prints, and saves an Orbax
-checkpoint (`checkpoint.py`).
+action-less video, or episode_*.npz) through groot_jax.data.episodes.open_episodes into memory
+(or generates the synthetic world), holds out the last tenth of the episodes for the metrics it
+prints, and saves an Orbax checkpoint (`checkpoint.py`).
 Labelling writes a sidecar beside DATASET (`sidecar.py`) and can be rerun to finish a crashed run.
+`pyramid-demo` writes the synthetic data pyramid that configs/pyramid_tiny.py trains on
+(`demo_pyramid.py`).
 """
 from __future__ import annotations
 
@@ -14,42 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from groot_jax.data.episodes import open_episodes, write_npz_dir
 from groot_jax.latent import checkpoint
-from groot_jax.latent.episodes import (
-    DataLayerEpisodes,
-    EpisodeSource,
-    NpzEpisodeDir,
-    make_pairs,
-    write_npz_dir,
-)
+from groot_jax.latent.pairs import make_pairs
 from groot_jax.latent.synthetic_world import make_episodes
-
-
-def open_source(dataset: str | Path, image_size: int = 32,
-                video_key: str | None = None) -> EpisodeSource:
-    """The episode source for a dataset directory: a LeRobot dataset (v2.x / v3.0, `meta/info.json`)
-    or an action-less video directory (`meta/episodes.jsonl` only) through groot_jax.data, frames
-    resized to `image_size`; or a directory of `episode_*.npz` (synthetic world)."""
-    path = Path(dataset)
-    if not path.is_dir():
-        raise FileNotFoundError(f"dataset directory {path} does not exist")
-    if any(path.glob("episode_*.npz")):
-        return NpzEpisodeDir(path)
-    if (path / "meta" / "info.json").exists():
-        from groot_jax.data.mixture import SourceSpec
-        from groot_jax.data.mixture import open_source as open_data_source
-        from groot_jax.data.modality import DataConfig
-
-        # No keys to check: any GR00T-flavour LeRobot dataset; the adapter picks the keys.
-        cfg = DataConfig(name=path.name, embodiment_tag="new_embodiment", video_keys=(),
-                         state_keys=(), action_keys=(), language_keys=())
-        return DataLayerEpisodes(open_data_source(SourceSpec(str(path), cfg)), image_size, video_key)
-    if (path / "meta" / "episodes.jsonl").exists():
-        from groot_jax.data.actionless import ActionlessSource
-
-        return DataLayerEpisodes(ActionlessSource(path), image_size, video_key)
-    raise FileNotFoundError(f"{path}: no episode_*.npz files, no LeRobot meta/info.json and no "
-                            f"action-less meta/episodes.jsonl")
 
 
 def _episodes(args, image_size: int) -> tuple[list[dict], list | None]:
@@ -58,7 +28,7 @@ def _episodes(args, image_size: int) -> tuple[list[dict], list | None]:
         eps = make_episodes(range(args.seed * 100_000, args.seed * 100_000 + args.synthetic),
                             args.episode_length)
         return eps, None
-    src = open_source(args.dataset, image_size, args.video_key)
+    src = open_episodes(args.dataset, image_size, args.video_key)
     return [src.load(i) for i in src.episode_ids()], getattr(src, "action_layout", None)
 
 
@@ -120,7 +90,7 @@ def _label(args, kind: str) -> int:
 
     model = checkpoint.load(args.checkpoint, expect_kind=kind)
     layout = checkpoint.load_meta(args.checkpoint).get("action_layout")
-    root, done = label_dataset(model, open_source(args.dataset, model.cfg.image_size, args.video_key),
+    root, done = label_dataset(model, open_episodes(args.dataset, model.cfg.image_size, args.video_key),
                                args.dataset, checkpoint=str(Path(args.checkpoint).absolute()),
                                embodiment=getattr(args, "embodiment", None), out=args.out,
                                overwrite=args.overwrite, action_layout=layout)
@@ -129,7 +99,7 @@ def _label(args, kind: str) -> int:
 
 
 def _synthetic(args) -> int:
-    from groot_jax.latent.lerobot_writer import write_actionless, write_lerobot_v2
+    from groot_jax.data.writers import write_actionless, write_lerobot_v2
     from groot_jax.latent.synthetic_world import make_goal_episodes
 
     make = make_goal_episodes if args.world == "goal" else make_episodes
@@ -147,11 +117,18 @@ def _synthetic(args) -> int:
     return 0
 
 
+def _pyramid_demo(args) -> int:
+    from groot_jax.latent.demo_pyramid import make_demo_data
+
+    make_demo_data(args.root, seed=args.seed)
+    return 0
+
+
 def _train_args(p: argparse.ArgumentParser, steps: int, horizon: int) -> None:
     p.add_argument("--out", required=True, help="checkpoint directory")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("dataset", nargs="?", help="dataset directory: LeRobot, action-less video, or "
-                     "episode_*.npz (see open_source)")
+                     "episode_*.npz (see groot_jax.data.episodes.open_episodes)")
     p.add_argument("--video-key", help="camera to use, e.g. video.front (default: the first)")
     src.add_argument("--synthetic", type=int, default=0, help="train on N synthetic-world episodes")
     p.add_argument("--episode-length", type=int, default=32)
@@ -193,6 +170,11 @@ def register(subparsers) -> None:
     p.add_argument("--world", choices=("random", "goal"), default="random",
                    help="random: AR(1) actions; goal: the blob moves toward a drawn goal")
     p.set_defaults(func=_synthetic)
+    p = lam_sub.add_parser("pyramid-demo", help="write the synthetic data pyramid with its "
+                           "latent-action and IDM sidecars (for configs/pyramid_tiny.py)")
+    p.add_argument("root")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_pyramid_demo)
 
     idm = subparsers.add_parser("idm", help="inverse dynamics model: train, label")
     idm_sub = idm.add_subparsers(dest="idm_command", required=True)

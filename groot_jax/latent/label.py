@@ -1,5 +1,6 @@
-"""Labelling loops: run a trained model over every episode of an `EpisodeSource` and write a
-sidecar (see `sidecar.py`), skipping episodes already labelled.
+"""Labelling loops: run a trained model over every episode of a whole-episode reader
+(groot_jax/data/episodes.py) and write a sidecar (`sidecar.py`; format: groot_jax/data/sidecar.py),
+skipping episodes already labelled.
 
 Per-episode arrays, indexed by frame t; pairs are (t, min(t+H, T-1)) and `valid[t]` says whether
 t+H was inside the episode:
@@ -17,8 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from groot_jax.latent.episodes import EpisodeSource, pair_index, to_float
-from groot_jax.latent.sidecar import SidecarWriter, sidecar_dir
+from groot_jax.data.episodes import EpisodeArrays
+from groot_jax.data.sidecar import sidecar_dir
+from groot_jax.latent.pairs import pair_index, to_float
+from groot_jax.latent.sidecar import SidecarWriter
 from groot_jax.latent.train_idm import predict_chunks
 from groot_jax.latent.train_lam import encode_pairs
 from groot_jax.models.idm import InverseDynamicsModel
@@ -49,7 +52,7 @@ def idm_labels(model: InverseDynamicsModel, episode: dict, batch_size: int = 64)
     return {"action_chunks": chunks, "actions": chunks[:, 0], "valid": valid}
 
 
-def run_labelling(source: EpisodeSource, writer: SidecarWriter, label_fn: Callable[[dict], dict],
+def run_labelling(source: EpisodeArrays, writer: SidecarWriter, label_fn: Callable[[dict], dict],
                   log: Callable[[str], None] = print) -> list[int]:
     """Label every episode the writer does not already hold; returns the ids labelled now."""
     done_now, t0 = [], time.time()
@@ -63,7 +66,7 @@ def run_labelling(source: EpisodeSource, writer: SidecarWriter, label_fn: Callab
     return done_now
 
 
-def label_dataset(model, source: EpisodeSource, dataset: str | Path, *, checkpoint: str = "",
+def label_dataset(model, source: EpisodeArrays, dataset: str | Path, *, checkpoint: str = "",
                   embodiment: str | None = None, out: str | Path | None = None,
                   overwrite: bool = False, action_layout: list | None = None,
                   log: Callable[[str], None] = print) -> tuple[Path, list[int]]:

@@ -3,6 +3,12 @@
 `fit` samples minibatches from a dict of numpy arrays, runs a jitted step
 (nnx.split/merge(copy=True) + optax adamw), and optionally a pure `post_update(model, aux, key)`
 inside the same jit (the VQ-VAE uses it for the usage EMA and dead-code restart).
+
+Why a second loop beside groot_jax/train/loop.py: that one trains GR00T only (a TrainState of
+trainable / frozen GR00T parameters with a LoRA option, a device mesh and shardings, a Grain
+iterator, periodic Orbax checkpoints, resume, preemption handling, metrics); the latent-action
+VQ-VAE and the IDM are other nnx modules with non-Param state updated inside the step
+(`post_update`), trained for seconds on arrays that fit in memory, on one device, and never resumed.
 """
 from __future__ import annotations
 

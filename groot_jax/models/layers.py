@@ -9,7 +9,6 @@ inference), so the model stays a pure function at the jit boundary.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable
 
 import jax
@@ -127,12 +126,21 @@ def stack_layers(make: Callable[[nnx.Rngs], nnx.Module], num: int, rngs: nnx.Rng
     return create(rngs)
 
 
+# The model configs' `remat` names (groot_jax.config.REMAT) -> jax.checkpoint policies.
+REMAT_POLICIES: dict[str, Callable | None] = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
 def scan_layers(layers: nnx.Module, carry: Any, body: Callable[[nnx.Module, Any, Any], Any],
-                xs: Any = None, *, collect: bool = False):
+                xs: Any = None, *, collect: bool = False, remat: str = "none"):
     """Run `carry = body(layer, carry, x)` over stacked layers with `lax.scan`.
 
     Compile time stays flat in depth. With `collect=True` also returns every layer's output
-    stacked on a leading axis (for hidden-state inspection and parity bisection).
+    stacked on a leading axis (for hidden-state inspection and parity bisection). `remat`: the
+    owning config's rematerialisation policy name (see `remat_scan_body`).
     """
     graphdef, state = nnx.split(layers)
 
@@ -141,29 +149,17 @@ def scan_layers(layers: nnx.Module, carry: Any, body: Callable[[nnx.Module, Any,
         out = body(nnx.merge(graphdef, layer_state), c, x)
         return out, (out if collect else None)
 
-    return jax.lax.scan(remat_scan_body(step), carry, (state, xs))
+    return jax.lax.scan(remat_scan_body(step, remat), carry, (state, xs))
 
 
-def remat_scan_body(body: Callable) -> Callable:
-    """`body` under the active remat policy (see `remat_policy`); unchanged when none is set.
-    Every `lax.scan` over stacked layers passes its body through here."""
-    if _REMAT_POLICY[0] is None:
+def remat_scan_body(body: Callable, remat: str = "none") -> Callable:
+    """`body` under jax.checkpoint with the policy named `remat` (REMAT_POLICIES; a model config
+    field, e.g. `LlmConfig.remat`, set for all towers by `GR00TConfig.with_remat`); unchanged for
+    "none". Scanned layers then recompute activations in the backward pass; numerics are
+    unchanged. Every `lax.scan` over stacked layers passes its body through here."""
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {remat!r}; known: {sorted(REMAT_POLICIES)}")
+    policy = REMAT_POLICIES[remat]
+    if policy is None:
         return body
-    return jax.checkpoint(body, policy=_REMAT_POLICY[0], prevent_cse=False)
-
-
-# Rematerialisation of the scan body, set by the trainer while it traces the train step
-# (`with remat_policy(jax.checkpoint_policies.nothing_saveable): ...`). None: no remat.
-_REMAT_POLICY: list[Callable | None] = [None]
-
-
-@contextlib.contextmanager
-def remat_policy(policy: Callable | None):
-    """Trace-time switch: scanned layers recompute activations in the backward pass per
-    `policy` (a `jax.checkpoint_policies` member). Numerics are unchanged."""
-    previous = _REMAT_POLICY[0]
-    _REMAT_POLICY[0] = policy
-    try:
-        yield
-    finally:
-        _REMAT_POLICY[0] = previous
+    return jax.checkpoint(body, policy=policy, prevent_cse=False)

@@ -19,7 +19,7 @@ from groot_jax.config import LlmConfig
 from groot_jax.models.layers import Dense, RMSNorm, attention, param, scan_layers, stack_layers
 
 
-def rope_tables(positions: Int[Array, "l"], head_dim: int, theta: float):
+def rope_tables(positions: Int[Array, " l"], head_dim: int, theta: float):
     """cos, sin [L, H] in float32, as HF's default rotary embedding computes them."""
     inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
     freqs = positions.astype(jnp.float32)[:, None] * inv_freq[None, :]
@@ -96,7 +96,7 @@ class DecoderLM(nnx.Module):
         mask = jnp.broadcast_to(mask, (b, seq, seq))
         out, per_layer = scan_layers(self.layers, inputs_embeds,
                                      lambda layer, h, _: layer(h, cos, sin, mask),
-                                     collect=return_hidden_states)
+                                     collect=return_hidden_states, remat=self.cfg.remat)
         feature = self.norm(out)
         if return_hidden_states:
             states = jnp.concatenate([inputs_embeds[None], per_layer[:-1], feature[None]], axis=0)

@@ -86,7 +86,7 @@ class SiglipVisionTower(nnx.Module):
         stacked as [L + 1, N, P, D] (pre-post_layernorm, as HF reports them)."""
         x = self.embed_patches(pixels)
         out, per_layer = scan_layers(self.layers, x, lambda layer, h, _: layer(h),
-                                     collect=return_hidden_states)
+                                     collect=return_hidden_states, remat=self.cfg.remat)
         last = self.post_layernorm(out)
         if return_hidden_states:
             return last, jnp.concatenate([x[None], per_layer], axis=0)

@@ -5,7 +5,7 @@ A run config (`configs/pyramid_tiny.py`) defines `get_config() -> TrainConfig` a
 `get_pyramid(cfg) -> Pyramid`. `data_iterator(cfg, pyramid)` builds the Grain mixture
 (groot_jax/data/pipeline.py) and `run(...)` hands it to `groot_jax.train.loop.train`:
 
-    groot-jax pyramid demo-data runs/pyramid_tiny_data      # synthetic pyramid + sidecars (~1 min)
+    groot-jax latent-actions pyramid-demo runs/pyramid_tiny_data   # synthetic pyramid + sidecars
     groot-jax pyramid train --config configs/pyramid_tiny.py
 
 How each level trains (the model's loss, groot_jax/models/action_head.py):
@@ -19,7 +19,6 @@ How each level trains (the model's loss, groot_jax/models/action_head.py):
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from types import ModuleType
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from groot_jax.data.errors import DataError
 from groot_jax.data.mixture import SourceSpec
+from groot_jax.data.sidecar import read_manifest, sidecar_kind
 from groot_jax.train.config import TrainConfig, apply_overrides
 
 LATENT_TAG = "latent_action"
@@ -83,12 +83,6 @@ class Pyramid:
         return [s for s in out if s.weight > 0]
 
 
-def _sidecar_kind(path: str) -> str:
-    from groot_jax.data.sidecar_actions import read_sidecar_manifest
-
-    return str(read_sidecar_manifest(path)["kind"]).split(".")[0]
-
-
 def validate(pyramid: Pyramid, model_cfg) -> None:
     """Fail before training on a pyramid that would silently train the wrong thing."""
     flare = model_cfg.action_head.flare.enabled
@@ -97,7 +91,7 @@ def validate(pyramid: Pyramid, model_cfg) -> None:
     for spec in pyramid.specs():
         tag = spec.config.embodiment_tag
         if spec.action_sidecar is not None:
-            kind = _sidecar_kind(spec.action_sidecar)
+            kind = sidecar_kind(read_manifest(spec.action_sidecar), spec.action_sidecar)
             if kind == "latent_actions" and tag != LATENT_TAG:
                 raise ValueError(f"{spec.name}: latent actions train the dedicated {LATENT_TAG!r} "
                                  f"embodiment slot, not {tag!r}")
@@ -205,7 +199,8 @@ def tiny_model_overrides(vocab_size: int, image_token_index: int, *, image_size:
 
 
 def demo_data_configs(action_horizon: int = 8, image_size: int = 32) -> dict:
-    """DataConfigs of the demo pyramid's datasets (groot_jax.latent.lerobot_writer layout)."""
+    """DataConfigs of the demo pyramid's datasets (groot_jax.latent.demo_pyramid writes them with
+    groot_jax.data.writers' default keys)."""
     from groot_jax.data.modality import DataConfig
 
     common = dict(language_keys=("annotation.human.task_description",), state_keys=(),
@@ -225,60 +220,6 @@ def demo_data_configs(action_horizon: int = 8, image_size: int = 32) -> dict:
                           action_normalization={"action.move": "min_max"}, **video),
         "video": DataConfig(name="video", embodiment_tag="new_embodiment", action_keys=(), **video),
     }
-
-
-def make_demo_data(root: str | Path, *, seed: int = 0, robot: int = 12, sim: int = 24,
-                   human: int = 40, neural: int = 40, length: int = 32, lam_steps: int = 400,
-                   idm_steps: int = 400, log=print) -> dict:
-    """The four levels on the goal-reaching synthetic world, written as real datasets, with a
-    latent-action sidecar on the human video and IDM pseudo-actions on the neural trajectories;
-    plus a tiny tokenizer. Returns {name: path}."""
-    from groot_jax.data.prompt import train_tiny_tokenizer
-    from groot_jax.latent import checkpoint
-    from groot_jax.latent.cli import open_source
-    from groot_jax.latent.episodes import make_pairs
-    from groot_jax.latent.label import label_dataset
-    from groot_jax.latent.lerobot_writer import write_actionless, write_lerobot_v2
-    from groot_jax.latent.synthetic_world import WorldConfig, make_goal_episodes
-    from groot_jax.latent.train_idm import train_idm
-    from groot_jax.latent.train_lam import train_lam
-    from groot_jax.models.idm import IDMConfig
-    from groot_jax.models.latent_action import LatentActionConfig
-
-    root = Path(root)
-    base = 1_000_000 * (seed + 1)
-    world = WorldConfig()
-    # "Simulation": the same dynamics with a flatter background (a rendering gap).
-    sim_world = dataclasses.replace(world, texture_scale=0.1)
-    eps = {"robot": make_goal_episodes(range(base, base + robot), length, world),
-           "sim": make_goal_episodes(range(base + 10_000, base + 10_000 + sim), length, sim_world),
-           "human": make_goal_episodes(range(base + 20_000, base + 20_000 + human), length, world),
-           "neural": make_goal_episodes(range(base + 30_000, base + 30_000 + neural), length, world)}
-    paths = {"robot": write_lerobot_v2(eps["robot"], root / "robot"),
-             "sim": write_lerobot_v2(eps["sim"], root / "sim"),
-             "human": write_actionless(eps["human"], root / "human"),
-             "neural": write_actionless(eps["neural"], root / "neural")}
-    # The VQ-VAE learns from all video; the IDM from the action-labelled robot + sim episodes.
-    lam_cfg = LatentActionConfig.tiny(horizon=1)
-    pairs = make_pairs(eps["human"] + eps["neural"] + eps["robot"], lam_cfg.horizon)
-    lam, _ = train_lam(lam_cfg, pairs, steps=lam_steps, seed=seed)
-    checkpoint.save(lam, root / "lam")
-    idm_cfg = IDMConfig.tiny(horizon=4, action_dim=2)
-    idm, _ = train_idm(idm_cfg, make_pairs(eps["robot"] + eps["sim"], 4, with_chunks=True),
-                       steps=idm_steps, seed=seed)
-    checkpoint.save(idm, root / "idm", meta={"action_layout": [["move", 0, 2]]})
-    quiet = lambda s: None  # noqa: E731
-    paths["human.latent_actions"] = label_dataset(
-        lam, open_source(paths["human"], lam_cfg.image_size), paths["human"],
-        checkpoint=str(root / "lam"), log=quiet)[0]
-    paths["neural.idm_actions"] = label_dataset(
-        idm, open_source(paths["neural"], idm_cfg.image_size), paths["neural"],
-        checkpoint=str(root / "idm"), embodiment="new_embodiment",
-        action_layout=[["move", 0, 2]], log=quiet)[0]
-    paths["tokenizer"] = train_tiny_tokenizer(root / "tokenizer", ["move the red dot"])
-    (root / "paths.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))
-    log(f"demo pyramid in {root}: " + ", ".join(f"{k} ({len(v)} episodes)" for k, v in eps.items()))
-    return paths
 
 
 def tokenizer_ids(tokenizer_dir: str | Path) -> tuple[int, int]:
@@ -302,14 +243,11 @@ def _train_cmd(args) -> int:
     return 0
 
 
-def _demo_cmd(args) -> int:
-    make_demo_data(args.root, seed=args.seed)
-    return 0
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("pyramid", help="pretrain on the data pyramid (robot, sim, human "
-                              "video, neural trajectories)")
+                              "video, neural trajectories)",
+                              description="The synthetic demo pyramid: `groot-jax latent-actions "
+                              "pyramid-demo ROOT`.")
     sub = p.add_subparsers(dest="pyramid_command", required=True)
     t = sub.add_parser("train", help="train with a pyramid run config (get_config + get_pyramid)")
     t.add_argument("--config", required=True, help="path to a run config, e.g. "
@@ -317,7 +255,3 @@ def register(subparsers) -> None:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a TrainConfig field")
     t.set_defaults(func=_train_cmd)
-    d = sub.add_parser("demo-data", help="write the synthetic demo pyramid with its sidecars")
-    d.add_argument("root")
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(func=_demo_cmd)

@@ -1,4 +1,5 @@
-"""Pure `train_step(state, batch, rng) -> (state, metrics)` and `eval_step`: the jit boundary.
+"""Pure `train_step(state, batch, rng) -> (state, metrics)` and the sampling function: the jit
+boundary.
 
 Mixed precision: the image and state inputs are cast to `compute_dtype`, so the SigLIP / LLM /
 VL path runs in bf16 (Dense layers cast their kernels to the input dtype; norms and softmax
@@ -14,16 +15,11 @@ import jax.numpy as jnp
 import optax
 
 from groot_jax.data import device_augment
-from groot_jax.models import layers
+from groot_jax.models import groot
 from groot_jax.train import optimizer
 from groot_jax.train.config import TrainConfig
 from groot_jax.train.state import TrainState
 
-REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
 COMPUTE_CAST_KEYS = ("pixel_values", "state")
 
 
@@ -35,11 +31,22 @@ def cast_inputs(batch: dict, cfg: TrainConfig) -> dict:
     return {k: (v.astype(dt) if k in COMPUTE_CAST_KEYS else v) for k, v in batch.items()}
 
 
+def with_remat(fns, cfg: TrainConfig):
+    """The model functions whose scanned layers follow `cfg.remat`. The policy is a field of the
+    model config (GR00TConfig.with_remat), so for a policy other than "none" the model is built
+    again, shapes only, from `cfg.model_config()` with it: the same parameters, recomputed
+    activations in the backward pass. `fns` must be that model's (as `state.setup(cfg)` gives)."""
+    if cfg.remat == "none":
+        return fns
+    return groot.abstract(cfg.model_config().with_remat(cfg.remat))[0]
+
+
 def make_loss_fn(fns, cfg: TrainConfig) -> Callable:
+    fns = with_remat(fns, cfg)
+
     def loss_fn(train_params, frozen, batch, rng, train: bool = True):
         params = optimizer.merge_params(train_params, frozen, cfg)
-        with layers.remat_policy(REMAT_POLICIES[cfg.remat]):
-            return fns.loss(params, cast_inputs(batch, cfg), rng, train=train)
+        return fns.loss(params, cast_inputs(batch, cfg), rng, train=train)
     return loss_fn
 
 
@@ -94,16 +101,6 @@ def make_train_step(fns, cfg: TrainConfig, tx: optax.GradientTransformation,
         return new, metrics
 
     return train_step
-
-
-def make_eval_step(fns, cfg: TrainConfig) -> Callable:
-    """Loss without dropout and without gradients."""
-    loss_fn = make_loss_fn(fns, cfg)
-
-    def eval_step(state: TrainState, batch: dict, rng: jax.Array):
-        return {"loss": loss_fn(state.params, state.frozen, batch, rng, train=False)}
-
-    return eval_step
 
 
 def make_sample_fn(fns, cfg: TrainConfig, num_steps: int = 4) -> Callable:

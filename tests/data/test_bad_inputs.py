@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from groot_jax.data.codec import StateActionCodec
 from groot_jax.data.errors import DataError
 from groot_jax.data.lerobot_v2 import LeRobotV2Source
 from groot_jax.data.modality import DataConfig
-from groot_jax.data.transforms import StateActionCodec
 from tests.data import synth
 from tests.data.fixtures import write_v2_dataset
 

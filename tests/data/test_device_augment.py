@@ -1,5 +1,5 @@
 """The optional on-device augmentation (groot_jax/data/device_augment.py) equals the host path
-(transforms.views_to_pixel_values, bit-exact to torchvision) within its stated tolerance: the same
+(image_transforms.views_to_pixel_values, bit-exact to torchvision) within its stated tolerance: the same
 crops and jitter draws, pixel values within one uint8 level,
 fewer than 1e-3 of them differing."""
 
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from groot_jax.data import device_augment as D
-from groot_jax.data import transforms as T
+from groot_jax.data import device_inputs as H
+from groot_jax.data import image_transforms as T
 from groot_jax.data.errors import DataError
 from groot_jax.data.modality import DataConfig
+from groot_jax.data.processor import SampleTransform
 
 LEVEL = np.float32(1 / 127.5)  # one uint8 level in pixel_values
 CFG = DataConfig(
@@ -36,7 +38,7 @@ def _compare(views, cfg, seed):
     r1 = None if seed is None else np.random.default_rng(seed)
     r2 = None if seed is None else np.random.default_rng(seed)
     want = T.views_to_pixel_values(views, cfg, r1)
-    u8, aug = T.device_augment_inputs(views, cfg, r2)
+    u8, aug = H.device_augment_inputs(views, cfg, r2)
     if r1 is not None:  # the same number of draws
         assert r1.integers(1 << 30) == r2.integers(1 << 30)
     got = np.asarray(D.augment_images(u8[None], aug[None], cfg.image_size))[0]
@@ -68,8 +70,8 @@ def test_sample_transform_device_mode_and_apply(v2_root, tokenizer_dir):
     src = LeRobotV2Source(v2_root)
     tok = PromptTokenizer(str(tokenizer_dir))
     stats = source_stats(src, use_stats_json=False)
-    host = T.SampleTransform(cfg, src.modality, stats, tok)
-    dev = T.SampleTransform(cfg, src.modality, stats, tok, device_augment=True)
+    host = SampleTransform(cfg, src.modality, stats, tok)
+    dev = SampleTransform(cfg, src.modality, stats, tok, device_augment=True)
     assert host.device_augment is False  # off by default
     raw = src.get(2, 7, cfg)
     a = host(raw, np.random.default_rng(3))
@@ -91,12 +93,12 @@ def test_sample_transform_device_mode_and_apply(v2_root, tokenizer_dir):
 def test_views_of_different_shapes_rejected():
     rng = np.random.default_rng(0)
     with pytest.raises(DataError):
-        T.device_augment_inputs([_frames(rng, 1, 64, 64), _frames(rng, 1, 48, 64)], CFG, None)
+        H.device_augment_inputs([_frames(rng, 1, 64, 64), _frames(rng, 1, 48, 64)], CFG, None)
 
 
 def test_resize_matrix_rows_are_the_taps():
     m = D.resize_matrix(243, 224)
-    idx, w = T._aa_taps(243, 224)
+    idx, w = T.aa_taps(243, 224)
     np.testing.assert_allclose(m.sum(1), 1, atol=1e-6)
     x = np.random.default_rng(0).random(243).astype(np.float32)
     np.testing.assert_allclose(m @ x, (x[idx] * w).sum(1), rtol=1e-6, atol=1e-6)

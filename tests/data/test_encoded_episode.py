@@ -11,8 +11,8 @@ import pytest
 
 from groot_jax.data.lerobot_v2 import LeRobotV2Source
 from groot_jax.data.pipeline import LoadAndTransform
+from groot_jax.data.processor import SampleTransform
 from groot_jax.data.stats import compute_column_stats, key_stats
-from groot_jax.data.transforms import SampleTransform
 from tests.data.fixtures import V2_DATA_CONFIG, write_v2_dataset
 
 MODALITY = {

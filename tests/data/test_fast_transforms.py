@@ -1,55 +1,31 @@
-"""The optimised host video transforms (planar layout, lookup tables, in-place buffers, exact
-replacements of np.mod, memoised prompts) return exactly the same values as the straightforward
-formulation they replaced, which is kept below as the reference (`ref_*`)."""
+"""The optimised host video kernels (groot_jax/data/image_transforms.py: planar layout, in-place
+buffers, exact replacements of np.mod) and the memoised prompts return exactly the same values as
+the straightforward formulation they replaced, which is kept below as the reference (`ref_*`).
+
+That reference is independent of the code under test only where it computes differently: the
+resampling passes, colour jitter, HSV conversion, uint8 cast and normalization below. Two inputs
+are deliberately the production ones, because a copy would only compare the code with itself:
+the antialiased taps (`aa_taps`, checked independently against torch's interpolate in
+test_taps_resize_against_torch here and tests/data/test_sample.py) and the crop box (`crop_box`,
+torchvision's CenterCrop / RandomCrop arithmetic, checked against an independent centre crop in
+tests/data/test_sample.py).
+"""
 
 import numpy as np
 import pytest
 
-from groot_jax.data import transforms as T
+from groot_jax.data import image_transforms as T
 from groot_jax.data.errors import DataError
 from groot_jax.data.modality import DataConfig
+from groot_jax.data.processor import SampleTransform
 
 
 # ---------------------------------------------------------------- reference (previous implementation)
-def ref_aa_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices int [out, K], weights float32 [out, K]) of antialiased bilinear resampling, computed
-    with PyTorch's float32 arithmetic (`_compute_indices_min_size_weights_aa`, separable AA kernel),
-    so that results match torchvision's Resize(antialias=True) on float tensors bit for bit in
-    almost all pixels (unused taps have weight 0 and index 0)."""
-    f32 = np.float32
-    scale = f32(f32(in_size) / f32(out_size))
-    support = f32(scale) if scale >= 1.0 else f32(1.0)
-    invscale = f32(1.0) / scale if scale >= 1.0 else f32(1.0)
-    rows = []
-    for i in range(out_size):
-        center = f32(float(scale) * (i + 0.5))
-        xmin = max(int(float(center) - float(support) + 0.5), 0)
-        xsize = min(int(float(center) + float(support) + 0.5), in_size) - xmin
-        ws = []
-        for j in range(xsize):
-            arg = f32((j + xmin - float(center) + 0.5) * float(invscale))
-            arg = abs(arg)
-            ws.append(f32(1.0) - arg if arg < 1.0 else f32(0.0))
-        total = f32(0.0)
-        for w in ws:
-            total = f32(total + w)
-        if total != 0:
-            ws = [f32(w / total) for w in ws]
-        rows.append((xmin, ws))
-    k = max(len(ws) for _, ws in rows)
-    idx = np.zeros((out_size, k), np.int64)
-    wts = np.zeros((out_size, k), np.float32)
-    for i, (xmin, ws) in enumerate(rows):
-        idx[i, : len(ws)] = np.arange(xmin, xmin + len(ws))
-        wts[i, : len(ws)] = ws
-    return idx, wts
-
-
 def ref_resample(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
     """One separable pass. Accumulation emulates torch's CPU kernel compiled with fused multiply-add:
     out = x0*w0 (float32), then out = fma(xk, wk, out) rounded to float32 once per tap (the float64
     product of two float32 values is exact)."""
-    idx, wts = ref_aa_taps(x.shape[axis], out_size)
+    idx, wts = T.aa_taps(x.shape[axis], out_size)  # production taps (see the module docstring)
     shape = [1] * x.ndim
     shape[axis] = out_size
     acc = np.take(x, idx[:, 0], axis=axis) * wts[:, 0].reshape(shape)
@@ -71,15 +47,6 @@ def ref_resize_aa(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     if h != out_h:
         x = ref_resample(x, x.ndim - 3, out_h)
     return x
-
-
-def ref_crop_box(h: int, w: int, scale: float, rng: np.random.Generator | None):
-    ch, cw = int(h * scale), int(w * scale)
-    if rng is None:  # torchvision CenterCrop
-        top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
-    else:  # RandomCrop
-        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    return top, left, ch, cw
 
 
 def ref_gray(x):
@@ -151,7 +118,7 @@ def ref_video_transform(
         raise DataError(f"{key}: expected uint8 [T,H,W,3], got {frames.dtype} {frames.shape}")
     x = frames.astype(np.float32) / 255.0
     h, w = x.shape[1:3]
-    top, left, ch, cw = ref_crop_box(h, w, cfg.crop_scale, rng)
+    top, left, ch, cw = T.crop_box(h, w, cfg.crop_scale, rng)  # production crop (module docstring)
     x = x[:, top : top + ch, left : left + cw]
     x = ref_resize_aa(x, cfg.image_size, cfg.image_size)
     if rng is not None and cfg.color_jitter is not None:
@@ -199,6 +166,22 @@ def test_resize_equals_reference(hw, out):
         want = ref_resize_aa(x, out, out + 3)
         assert got.dtype == np.float32 and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "hw,out", [((256, 256), 224), ((60, 80), 224), ((480, 640), 224), ((243, 243), 224), ((100, 37), 64)]
+)
+def test_taps_resize_against_torch(hw, out):
+    """The independent check of the taps the reference above shares with the code: torch's own
+    antialiased bilinear resize. Equal to float32 rounding (bit for bit on most shapes; torch's
+    vectorised kernels round a few values of large downscales differently)."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(hw[0] + out).random((2, *hw, 3), dtype=np.float32)
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(x).permute(0, 3, 1, 2), size=(out, out + 3), mode="bilinear",
+        antialias=True, align_corners=False,
+    ).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(T.resize_aa(x, out, out + 3), want, rtol=0, atol=1e-6)
 
 
 def test_color_jitter_equals_reference():
@@ -310,7 +293,7 @@ def test_prompt_memo_returns_fresh_equal_arrays(tokenizer_dir):
     from groot_jax.data.prompt import PromptTokenizer
 
     tok = PromptTokenizer(str(tokenizer_dir))
-    st = T.SampleTransform.__new__(T.SampleTransform)
+    st = SampleTransform.__new__(SampleTransform)
     st.tokenizer = tok
     for n, text in [(1, "pick up the cube"), (2, "pick up the cube"), (1, "open the drawer")] * 2:
         ids = st._input_ids(n, text)

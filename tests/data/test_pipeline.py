@@ -150,7 +150,7 @@ def test_collate_writes_worker_batches_to_shared_memory():
     from grain.python import SharedMemoryArray
 
     from groot_jax.data.errors import DataError
-    from groot_jax.data.pipeline import SHM_MIN_BYTES, make_collate
+    from groot_jax.data.processor import SHM_MIN_BYTES, make_collate
 
     big = SHM_MIN_BYTES // 4  # float32 values: three of these make a batch array over the limit
     items = [{"a": np.full((2, big // 2), i, np.float32), "small": np.full((2,), i, np.int32),

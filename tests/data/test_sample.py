@@ -8,9 +8,9 @@ import torch
 from tokenizers import Tokenizer
 
 from groot_jax.data.lerobot_v2 import LeRobotV2Source
+from groot_jax.data.processor import SampleTransform
 from groot_jax.data.prompt import PromptTokenizer
 from groot_jax.data.stats import source_stats
-from groot_jax.data.transforms import SampleTransform
 from tests.data import synth
 from tests.data.fixtures import TASKS, V2_DATA_CONFIG
 

@@ -11,7 +11,8 @@ from grain.python import SharedMemoryArray
 from groot_jax.data import shm_ring
 from groot_jax.data.errors import DataError
 from groot_jax.data.mixture import SourceSpec
-from groot_jax.data.pipeline import SHM_MIN_BYTES, PipelineConfig, build_pipeline, make_collate
+from groot_jax.data.pipeline import PipelineConfig, build_pipeline
+from groot_jax.data.processor import SHM_MIN_BYTES, make_collate
 from tests.data.fixtures import V2_DATA_CONFIG
 
 

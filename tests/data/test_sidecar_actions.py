@@ -13,8 +13,9 @@ from groot_jax.data.mixture import SourceSpec, mixture_stats, open_source
 from groot_jax.data.modality import DataConfig
 from groot_jax.data.pipeline import PipelineConfig, build_pipeline
 from groot_jax.data.prompt import PromptTokenizer
-from groot_jax.latent.lerobot_writer import write_actionless, write_lerobot_v2
-from groot_jax.latent.sidecar import SidecarWriter, sidecar_dir
+from groot_jax.data.sidecar import sidecar_dir
+from groot_jax.data.writers import write_actionless, write_lerobot_v2
+from groot_jax.latent.sidecar import SidecarWriter
 
 LENGTHS = (12, 7, 9)
 COMMON = dict(video_keys=("video.ego_view",), language_keys=("annotation.human.task_description",),
@@ -130,6 +131,28 @@ def test_bad_sidecars_name_the_file_and_episode(video, tmp_path):
     with pytest.raises(DataError, match="'action.move' is not defined"):
         open_source(SourceSpec(str(video), PSEUDO, kind="actionless",
                                action_sidecar=str(sidecar_dir(video, "latent_actions"))))
+
+
+def test_changed_label_file_is_refused_on_read(video, tmp_path):
+    """Every read of a label file checks the manifest's sha256: a file rewritten after labelling
+    (still a valid npz) is refused, naming it, instead of training on unlisted labels."""
+    import shutil
+
+    part = tmp_path / "changed"
+    shutil.copytree(sidecar_dir(video, "latent_actions"), part)
+    spec = SourceSpec(str(video), LATENT, kind="actionless", action_sidecar=str(part))
+    src = open_source(spec)
+    src.get(2, 0, LATENT)  # intact
+    with np.load(part / "episode_000002.npz") as z:
+        arrays = dict(z)
+    arrays["latent_actions"] = arrays["latent_actions"] + 1
+    np.savez(part / "episode_000002.npz", **arrays)
+    with pytest.raises(DataError, match=r"episode_000002\.npz does not match the manifest's sha256"):
+        open_source(spec).get(2, 0, LATENT)
+    with pytest.raises(DataError, match="episode_000002.npz does not match"):
+        from groot_jax.data.sidecar import load_episode
+
+        load_episode(part, 2)
 
 
 def test_stats_merge_with_an_action_only_source(video, tmp_path):

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from groot_jax.latent import checkpoint, sidecar
+from groot_jax.data import sidecar
+from groot_jax.latent import checkpoint
 from groot_jax.latent.cli import main, register
 
 
@@ -17,6 +18,8 @@ def test_register_adds_both_commands():
     args = parser.parse_args(["latent-actions", "train", "--out", "O", "--synthetic", "5"])
     assert args.dataset is None
     assert args.steps == 800 and args.horizon == 1
+    args = parser.parse_args(["latent-actions", "pyramid-demo", "ROOT", "--seed", "3"])
+    assert args.root == "ROOT" and args.seed == 3 and callable(args.func)
 
 
 def test_cli_synthetic_train_label(tmp_path, capsys):

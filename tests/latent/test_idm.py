@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from groot_jax.latent.episodes import make_pairs
+from groot_jax.latent.pairs import make_pairs
 from groot_jax.latent.synthetic_world import make_episodes
 from groot_jax.latent.train_idm import predict_chunks, relative_error, train_idm
 from groot_jax.models.idm import IDMConfig

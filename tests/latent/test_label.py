@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from groot_jax.latent import checkpoint, label, sidecar
-from groot_jax.latent.cli import open_source
-from groot_jax.latent.episodes import write_npz_dir
+from groot_jax.data import sidecar
+from groot_jax.data.episodes import open_episodes, write_npz_dir
+from groot_jax.latent import checkpoint, label
+from groot_jax.latent import sidecar as sidecar_writer
 from groot_jax.latent.synthetic_world import make_episodes
 from groot_jax.models.idm import IDMConfig, InverseDynamicsModel
 from groot_jax.models.latent_action import LatentActionConfig, LatentActionModel
@@ -46,7 +47,7 @@ def _files(root: Path) -> list[str]:
 
 def test_label_writes_beside_dataset_and_leaves_it_untouched(dataset, lam_model):
     before = _tree_digest(dataset)
-    root, done = label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)
+    root, done = label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)
     assert root == dataset.parent / "ds.latent_actions"
     assert done == list(range(6))
     assert _tree_digest(dataset) == before
@@ -58,12 +59,12 @@ def test_label_writes_beside_dataset_and_leaves_it_untouched(dataset, lam_model)
     assert manifest["kind"] == "latent_actions"
     assert set(manifest["episodes"]) == {str(i) for i in range(6)}
     # a rerun has nothing left to do
-    assert label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)[1] == []
+    assert label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)[1] == []
 
 
 def test_crash_in_loop_leaves_no_partial_sidecar_and_rerun_finishes(dataset, lam_model, tmp_path,
                                                                      monkeypatch):
-    clean_root, _ = label.label_dataset(lam_model, open_source(dataset), dataset,
+    clean_root, _ = label.label_dataset(lam_model, open_episodes(dataset), dataset,
                                         out=tmp_path / "clean", log=lambda s: None)
     calls, orig = [], label.latent_action_labels
 
@@ -75,13 +76,13 @@ def test_crash_in_loop_leaves_no_partial_sidecar_and_rerun_finishes(dataset, lam
 
     monkeypatch.setattr(label, "latent_action_labels", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)
+        label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)
     monkeypatch.setattr(label, "latent_action_labels", orig)
     root = sidecar.sidecar_dir(dataset, "latent_actions")
     assert _files(root) == ["episode_000000.npz", "episode_000001.npz", "episode_000002.npz",
                             "manifest.json"]
     assert set(sidecar.read_manifest(root)["episodes"]) == {"0", "1", "2"}
-    _, done = label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)
+    _, done = label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)
     assert done == [3, 4, 5]
     for i in range(6):  # the resumed sidecar equals an uninterrupted one
         a, b = sidecar.load_episode(root, i), sidecar.load_episode(clean_root, i)
@@ -100,32 +101,33 @@ def test_crash_while_writing_a_file_leaves_nothing_partial(dataset, lam_model, m
             raise OSError("disk full")
         real_savez(f, **arrays)
 
-    monkeypatch.setattr(sidecar.np, "savez", half_savez)
+    monkeypatch.setattr(sidecar_writer.np, "savez", half_savez)
     with pytest.raises(OSError, match="disk full"):
-        label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)
+        label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)
     root = sidecar.sidecar_dir(dataset, "latent_actions")
     assert _files(root) == ["episode_000000.npz", "manifest.json"]
-    monkeypatch.setattr(sidecar.np, "savez", real_savez)
-    _, done = label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)
+    monkeypatch.setattr(sidecar_writer.np, "savez", real_savez)
+    _, done = label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)
     assert done == [1, 2, 3, 4, 5]
 
 
 def test_corrupted_or_unlisted_files_are_relabelled(dataset, lam_model):
-    root, _ = label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)
+    root, _ = label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)
     (root / "episode_000002.npz").write_bytes(b"garbage")
     manifest = json.loads((root / "manifest.json").read_text())
     del manifest["episodes"]["4"]
     (root / "manifest.json").write_text(json.dumps(manifest))
-    assert label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)[1] == [2, 4]
+    done = label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)[1]
+    assert done == [2, 4]
     sidecar.load_episode(root, 2)  # verifies the sha256
 
 
 def test_other_producer_is_refused(dataset, lam_model):
-    label.label_dataset(lam_model, open_source(dataset), dataset, log=lambda s: None)
+    label.label_dataset(lam_model, open_episodes(dataset), dataset, log=lambda s: None)
     other = LatentActionModel(LatentActionConfig.tiny(horizon=3), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="different 'producer'"):
-        label.label_dataset(other, open_source(dataset), dataset, log=lambda s: None)
-    _, done = label.label_dataset(other, open_source(dataset), dataset, overwrite=True,
+        label.label_dataset(other, open_episodes(dataset), dataset, log=lambda s: None)
+    _, done = label.label_dataset(other, open_episodes(dataset), dataset, overwrite=True,
                                   log=lambda s: None)
     assert done == list(range(6))
 
@@ -133,8 +135,8 @@ def test_other_producer_is_refused(dataset, lam_model):
 def test_idm_labels(dataset):
     model = InverseDynamicsModel(IDMConfig.tiny(horizon=4, state_dim=2), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="embodiment"):
-        label.label_dataset(model, open_source(dataset), dataset, log=lambda s: None)
-    root, done = label.label_dataset(model, open_source(dataset), dataset, embodiment="new_embodiment",
+        label.label_dataset(model, open_episodes(dataset), dataset, log=lambda s: None)
+    root, done = label.label_dataset(model, open_episodes(dataset), dataset, embodiment="new_embodiment",
                                      log=lambda s: None)
     assert root.name == "ds.idm_actions.new_embodiment" and done == list(range(6))
     ep = sidecar.load_episode(root, 3)

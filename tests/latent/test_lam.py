@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from groot_jax.latent import checkpoint
-from groot_jax.latent.episodes import make_pairs
+from groot_jax.latent.pairs import make_pairs
 from groot_jax.latent.synthetic_world import make_episodes
 from groot_jax.latent.train_lam import codebook_stats, encode_pairs, linear_probe_r2, train_lam
 from groot_jax.models.latent_action import (

@@ -12,6 +12,7 @@ import pytest
 
 from groot_jax.data.embodiments import embodiment_id
 from groot_jax.data.mixture import SourceSpec
+from groot_jax.latent.demo_pyramid import make_demo_data
 from groot_jax.train.config import TrainConfig
 from groot_jax.train.pyramid import (
     Pyramid,
@@ -19,7 +20,6 @@ from groot_jax.train.pyramid import (
     build_pipeline,
     demo_data_configs,
     load_run,
-    make_demo_data,
     model_batch,
     tiny_model_overrides,
     tokenizer_ids,

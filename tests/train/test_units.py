@@ -319,18 +319,19 @@ def test_remat_leaves_loss_and_gradients_unchanged():
 def test_remat_wraps_the_dit_pair_scan():
     # The N1.5 DiT scans (cross, self) block pairs with its own lax.scan; under remat its body
     # must be a checkpoint (without it, its attention scores were kept for the backward pass).
-    from groot_jax.models import layers
-
+    # The policy is a model config field (GR00TConfig.with_remat), not a global switch.
     cfg = GR00TConfig.tiny()
-    fns, params = groot.abstract(cfg)
     task = synthetic.SyntheticTask.for_model(cfg)
     b = next(iter(synthetic.dataset(task, 2)))
 
-    def n_checkpoints(policy):
-        with layers.remat_policy(policy):
-            jaxpr = jax.make_jaxpr(lambda p: fns.loss(p, b, jax.random.key(0)))(params)
+    def n_checkpoints(remat):
+        fns, params = groot.abstract(cfg.with_remat(remat))
+        jaxpr = jax.make_jaxpr(lambda p: fns.loss(p, b, jax.random.key(0)))(params)
         return str(jaxpr).count("checkpoint[") + str(jaxpr).count("remat")
 
-    base = n_checkpoints(None)
+    base = n_checkpoints("none")
     # SigLIP, LLM, VL self-attention and the DiT pair scan: at least 4 wrapped bodies.
-    assert n_checkpoints(jax.checkpoint_policies.nothing_saveable) >= base + 4
+    assert n_checkpoints("full") >= base + 4
+    with pytest.raises(ValueError, match="remat must be none"):
+        GR00TConfig.tiny(backbone=dataclasses.replace(
+            cfg.backbone, llm=dataclasses.replace(cfg.backbone.llm, remat="everything")))

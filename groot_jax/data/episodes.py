@@ -1,23 +1,30 @@
-"""The episode interface shared by training and labelling, and frame-pair sampling.
+"""Whole episodes as arrays, for consumers that take an episode at a time (latent-action / IDM
+training and labelling, groot_jax/latent) rather than the pipeline's (episode, frame) samples.
 
-An *episode* is a dict:
-  frames:  uint8[T, H, W, 3]   (one camera; RGB)
+An episode is a dict
+  frames:  uint8[T, H, W, 3]    one camera, RGB
   actions: float32[T, A] | None (a_t moves frame t to t+1; None for action-less video)
   state:   float32[T, S] | None
-
-An `EpisodeSource` yields `(episode_id, episode)` pairs; labelling needs nothing else, so a LeRobot
-dataset plugs in by implementing it (`NpzEpisodeDir` is the reference implementation: a directory
-of `episode_XXXXXX.npz` files holding the keys above).
+and an `EpisodeArrays` reader offers `episode_ids()` and `load(episode_id)`. There is one episode
+source in the data layer, `source.EpisodeSource` (random access by (episode, frame)); this module
+only views it whole (`SourceEpisodes`), or reads the synthetic worlds' `episode_XXXXXX.npz`
+directories (`NpzEpisodeDir`). `open_episodes(DIR)` picks the reader for a dataset directory,
+opening data-layer datasets through mixture.open_source.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from groot_jax.data.image_transforms import resize_aa
+from groot_jax.data.mixture import SourceSpec, detect_kind, open_source
+from groot_jax.data.modality import DataConfig
 
-class EpisodeSource(Protocol):
+
+class EpisodeArrays(Protocol):
     def episode_ids(self) -> list[int]: ...
 
     def load(self, episode_id: int) -> dict: ...
@@ -40,25 +47,8 @@ class NpzEpisodeDir:
                     "state": z["state"] if "state" in z else None}
 
 
-class ListSource:
-    """In-memory episodes (tests, synthetic data)."""
-
-    def __init__(self, episodes: list[dict]):
-        self.episodes = episodes
-
-    def episode_ids(self) -> list[int]:
-        return list(range(len(self.episodes)))
-
-    def load(self, episode_id: int) -> dict:
-        return self.episodes[episode_id]
-
-
-def iterate(source: EpisodeSource) -> Iterator[tuple[int, dict]]:
-    for i in source.episode_ids():
-        yield i, source.load(i)
-
-
 def write_npz_dir(episodes: list[dict], root: str | Path) -> Path:
+    """The episodes as `NpzEpisodeDir` files (None entries are left out)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for i, ep in enumerate(episodes):
@@ -66,42 +56,10 @@ def write_npz_dir(episodes: list[dict], root: str | Path) -> Path:
     return root
 
 
-def to_float(frames: np.ndarray) -> np.ndarray:
-    """uint8[..., H, W, 3] -> float32 in [-1, 1]."""
-    return frames.astype(np.float32) / 127.5 - 1.0
-
-
-def pair_index(length: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (t, min(t+H, T-1)) for every t of an episode of `length` frames."""
-    t = np.arange(length)
-    return t, np.minimum(t + horizon, length - 1)
-
-
-def make_pairs(episodes: list[dict], horizon: int, with_chunks: bool = False) -> dict:
-    """All full-horizon pairs (t, t+H) of the episodes.
-
-    Returns x0, x1: float32[N, H, W, 3]; disp: float32[N, A] (sum of the actions between them);
-    state: float32[N, S]; and, if `with_chunks`, chunk: float32[N, horizon, A].
-    """
-    out: dict[str, list] = {"x0": [], "x1": [], "disp": [], "state": [], "chunk": []}
-    for ep in episodes:
-        t = np.arange(len(ep["frames"]) - horizon)
-        out["x0"].append(to_float(ep["frames"][t]))
-        out["x1"].append(to_float(ep["frames"][t + horizon]))
-        if ep.get("actions") is not None:
-            chunk = np.stack([ep["actions"][t + k] for k in range(horizon)], 1)
-            out["disp"].append(chunk.sum(1))
-            if with_chunks:
-                out["chunk"].append(chunk)
-        if ep.get("state") is not None:
-            out["state"].append(ep["state"][t])
-    return {k: np.concatenate(v) for k, v in out.items() if v}
-
-
-class DataLayerEpisodes:
-    """An `EpisodeSource` over a groot_jax.data source (LeRobot v2.x / v3.0, or an action-less video
-    directory): one camera's frames resized to `image_size` (the VQ-VAE / IDM input), the actions
-    and states concatenated over the modality.json keys in their order, in the dataset's units.
+class SourceEpisodes:
+    """Whole episodes of a data-layer `EpisodeSource` (LeRobot v2.x / v3.0, action-less video, ...):
+    one camera's frames resized to `image_size` (the VQ-VAE / IDM input), the actions and states
+    concatenated over the modality.json keys in their order, in the dataset's units.
 
     Episode ids are the dataset's `episode_index`, so sidecar files line up with the dataset.
     `action_layout` lists (key name, start, end) of the concatenated actions, recorded in IDM
@@ -134,8 +92,6 @@ class DataLayerEpisodes:
         return np.concatenate([self.source.state_action(ep, f"{group}.{k}", idx) for k in keys], -1)
 
     def load(self, episode_id: int) -> dict:
-        from groot_jax.data.transforms import resize_aa
-
         if episode_id not in self._pos:
             raise KeyError(f"{self.source.root}: no episode {episode_id}")
         pos = self._pos[episode_id]
@@ -146,3 +102,24 @@ class DataLayerEpisodes:
         frames = np.clip(np.round(small * 255.0), 0, 255).astype(np.uint8)
         return {"frames": frames, "actions": self._concat(ep, "action", idx),
                 "state": self._concat(ep, "state", idx)}
+
+
+def open_episodes(dataset: str | Path, image_size: int = 32,
+                  video_key: str | None = None) -> EpisodeArrays:
+    """The whole-episode reader of a dataset directory: a directory of `episode_*.npz`
+    (synthetic world), or any dataset mixture.open_source reads (LeRobot v2.x / v3.0 with
+    `meta/info.json`, action-less video with `meta/episodes.jsonl` only), frames resized to
+    `image_size`."""
+    path = Path(dataset)
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset directory {path} does not exist")
+    if any(path.glob("episode_*.npz")):
+        return NpzEpisodeDir(path)
+    kind = detect_kind(path)
+    if kind is None:
+        raise FileNotFoundError(f"{path}: no episode_*.npz files, no LeRobot meta/info.json and no "
+                                f"action-less meta/episodes.jsonl")
+    # No keys to check: any dataset of that kind; the view picks the keys from modality.json.
+    cfg = DataConfig(name=path.name, embodiment_tag="new_embodiment", video_keys=(),
+                     state_keys=(), action_keys=(), language_keys=())
+    return SourceEpisodes(open_source(SourceSpec(str(path), cfg, kind=kind)), image_size, video_key)

@@ -1,0 +1,147 @@
+"""Write episodes as GR00T-flavour LeRobot v2.1 datasets or as action-less video directories: the
+project's one writer of each layout, used by the synthetic worlds (groot_jax/latent), the demo
+pyramid and the test fixtures (tests/data/fixtures.py), so generated data goes through the real
+readers (lerobot_v2.py, actionless.py) exactly as a user's dataset would.
+
+LeRobot v2.1 layout (spec 10): meta/{info.json, episodes.jsonl, tasks.jsonl, modality.json},
+data/chunk-XXX/episode_XXXXXX.parquet (observation.state, action, timestamp, indices, task),
+videos/chunk-XXX/observation.images.<camera>/episode_XXXXXX.mp4 (lossless libx264rgb by default).
+Default modality keys: state.pos [0:S], action.move [0:A], video.<camera>,
+annotation.human.task_description.
+Action-less layout (actionless.py): meta/episodes.jsonl + videos/clipXXXXXX.mp4.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from groot_jax.data.video import write_video
+
+DEFAULT_TASK = "move the red dot"
+CHUNK_SIZE = 1000
+
+
+def _column(v) -> pa.Array:
+    v = np.asarray(v)
+    if v.ndim == 2:
+        return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
+    return pa.array(v)
+
+
+def _values(v) -> np.ndarray:
+    """State/action values as stored: floats as float32, integers kept (integer-state datasets)."""
+    v = np.asarray(v)
+    return v.astype(np.float32) if v.dtype.kind == "f" else v
+
+
+def _video_feature(h: int, w: int, fps: int) -> dict:
+    return {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channel"],
+            "info": {"video.fps": fps, "video.height": h, "video.width": w, "video.channels": 3,
+                     "video.codec": "h264", "video.pix_fmt": "rgb24", "video.is_depth_map": False,
+                     "has_audio": False}}
+
+
+def _new_root(root: str | Path) -> Path:
+    root = Path(root)
+    if (root / "meta").exists():
+        raise FileExistsError(f"{root} already holds a dataset")
+    (root / "meta").mkdir(parents=True)
+    return root
+
+
+def write_lerobot_v2(episodes: list[dict], root: str | Path, *, camera: str = "front",
+                     tasks: Sequence[str] = (DEFAULT_TASK,), fps: int = 10,
+                     modality: dict | None = None, codec: str = "libx264rgb", gop: int = 2,
+                     first_episode: int = 0,
+                     mutate_episode: Callable[[int, dict], None] | None = None) -> Path:
+    """Episodes with `frames` (uint8 [T, H, W, 3] for the one camera `camera`, or {camera: frames}
+    for several), `actions` [T, A] and `state` [T, S] (floats are stored as float32, integers as
+    they are), and optionally `task` (one of `tasks`, the dataset's task table; default the first).
+    `modality`: the modality.json to write (default: state.pos / action.move over the whole
+    vectors). Episode k gets episode_index first_episode + k. `mutate_episode(e, columns)` may
+    alter an episode's parquet columns just before they are written (bad-input tests)."""
+    if not episodes:
+        raise ValueError("no episodes to write")
+    for i, ep in enumerate(episodes):
+        for k in ("frames", "actions", "state"):
+            if ep.get(k) is None:
+                raise ValueError(f"episode {i}: LeRobot robot datasets need {k!r}")
+    tasks = list(tasks)
+    root = _new_root(root)
+    videos = [ep["frames"] if isinstance(ep["frames"], dict) else {camera: ep["frames"]}
+              for ep in episodes]
+    cameras = list(videos[0])
+    h, w = np.asarray(videos[0][cameras[0]]).shape[1:3]
+    state0, action0 = _values(episodes[0]["state"]), _values(episodes[0]["actions"])
+    scalar = {"dtype": "int64", "shape": [1], "names": None}
+    features = {
+        "observation.state": {"dtype": str(state0.dtype), "shape": [state0.shape[1]], "names": None},
+        "action": {"dtype": str(action0.dtype), "shape": [action0.shape[1]], "names": None},
+        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+        "frame_index": scalar, "episode_index": scalar, "index": scalar, "task_index": scalar,
+        "annotation.human.task_description": scalar,
+        **{f"observation.images.{c}": _video_feature(h, w, fps) for c in cameras},
+    }
+    n_total = int(sum(len(ep["state"]) for ep in episodes))
+    info = {"codebase_version": "v2.1", "robot_type": "synthetic", "fps": fps,
+            "chunks_size": CHUNK_SIZE, "total_episodes": len(episodes), "total_frames": n_total,
+            "total_tasks": len(tasks), "splits": {"train": f"0:{len(episodes)}"},
+            "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+            "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+            "features": features}
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=1))
+    if modality is None:
+        modality = {"state": {"pos": {"start": 0, "end": state0.shape[1]}},
+                    "action": {"move": {"start": 0, "end": action0.shape[1]}},
+                    "video": {c: {"original_key": f"observation.images.{c}"} for c in cameras},
+                    "annotation": {"human.task_description": {}}}
+    (root / "meta" / "modality.json").write_text(json.dumps(modality, indent=1))
+    (root / "meta" / "tasks.jsonl").write_text(
+        "".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(tasks)))
+    index, lines = 0, []
+    for k, (ep, views) in enumerate(zip(episodes, videos, strict=True)):
+        e = first_episode + k
+        n = len(ep["state"])
+        task = ep.get("task", tasks[0])
+        lines.append(json.dumps({"episode_index": e, "tasks": [task], "length": n}))
+        cols = {"observation.state": _values(ep["state"]), "action": _values(ep["actions"]),
+                "timestamp": (np.arange(n) / fps).astype(np.float32),
+                "frame_index": np.arange(n, dtype=np.int64),
+                "episode_index": np.full(n, e, np.int64),
+                "index": np.arange(index, index + n, dtype=np.int64),
+                "task_index": np.full(n, tasks.index(task), np.int64),
+                "annotation.human.task_description": np.full(n, tasks.index(task), np.int64)}
+        if mutate_episode is not None:
+            mutate_episode(e, cols)
+        chunk = e // CHUNK_SIZE
+        p = root / info["data_path"].format(episode_chunk=chunk, episode_index=e)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({name: _column(v) for name, v in cols.items()}), p)
+        for c in cameras:
+            vp = root / info["video_path"].format(episode_chunk=chunk, episode_index=e,
+                                                  video_key=f"observation.images.{c}")
+            vp.parent.mkdir(parents=True, exist_ok=True)
+            write_video(str(vp), views[c], fps, codec=codec, gop=gop)
+        index += n
+    (root / "meta" / "episodes.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def write_actionless(episodes: list[dict], root: str | Path, *, task: str = DEFAULT_TASK,
+                     fps: int = 10) -> Path:
+    """Frames only (actions and state are dropped): human / generated video."""
+    root = _new_root(root)
+    (root / "videos").mkdir()
+    lines = []
+    for e, ep in enumerate(episodes):
+        rel = f"videos/clip{e:06d}.mp4"
+        write_video(str(root / rel), ep["frames"], fps)
+        lines.append(json.dumps({"episode_index": e, "video": rel, "task": task}))
+    (root / "meta" / "episodes.jsonl").write_text("\n".join(lines) + "\n")
+    return root
