@@ -31,6 +31,7 @@ from groot_jax.convert.keymap import gr00t_entries, ignorable_keys, to_ours, to_
 from groot_jax.convert.safetensors_io import CheckpointFileError, SafetensorsCheckpoint, write_checkpoint
 from groot_jax.convert.state_dict import LEROBOT_PREFIX, StateDictError, _get, check_state_dict
 
+# The dtype names a user types (--dtype); safetensors_io.DTYPES maps the file format's codes.
 DTYPES = {"float32": np.float32, "fp32": np.float32, "bfloat16": ml_dtypes.bfloat16,
           "bf16": ml_dtypes.bfloat16}
 METADATA_FILE = Path("experiment_cfg") / "metadata.json"

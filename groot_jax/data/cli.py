@@ -13,8 +13,8 @@ import numpy as np
 
 
 def _open(path: str, kind: str):
-    from groot_jax.data.mixture import open_source  # noqa: F401
-
+    # Not mixture.open_source: that one needs a DataConfig (RLDS reads through it, and every
+    # source is checked against it); stats and inspect run before a config exists.
     if kind == "rlds":
         from groot_jax.data.rlds import RLDSSource
 

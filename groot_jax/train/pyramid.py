@@ -19,6 +19,7 @@ How each level trains (the model's loss, groot_jax/models/action_head.py):
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -240,6 +241,12 @@ def _train_cmd(args) -> int:
         print(f"{result.status}: loss {np.mean([losses[s] for s in steps[:10]]):.4f} (first 10 "
               f"steps) -> {np.mean([losses[s] for s in steps[-10:]]):.4f} (last 10), "
               f"step {steps[-1]}")
+    if result.status == "preempted":
+        from groot_jax.train.loop import EXIT_PREEMPTED
+
+        print(f"preempted at step {int(np.asarray(result.state.step))}, resume with the "
+              f"same command", file=sys.stderr)
+        return EXIT_PREEMPTED
     return 0
 
 
