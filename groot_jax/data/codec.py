@@ -81,11 +81,7 @@ class StateActionCodec:
         meta = self.modality.lookup(key)
         if x.shape[-1] != meta.dim:
             raise DataError(f"{key}: expected last dim {meta.dim}, got shape {x.shape}")
-        target = (
-            self.cfg.state_target_rotations
-            if key.startswith("state.")
-            else self.cfg.action_target_rotations
-        ).get(key)
+        target = self._target_rotation(key)
         if target is not None:
             x = rot.convert(x, meta.rotation_type, target)
         n = self.norm[key]
@@ -93,17 +89,19 @@ class StateActionCodec:
             return np.concatenate([np.sin(x), np.cos(x)], -1).astype(np.float32)
         return x if n is None else n(x)
 
+    def _target_rotation(self, key: str) -> str | None:
+        """The rotation representation the model sees for `key` (None: as stored)."""
+        targets = (self.cfg.state_target_rotations if key.startswith("state.")
+                   else self.cfg.action_target_rotations)
+        return targets.get(key)
+
     def decode_key(self, key: str, y: np.ndarray) -> np.ndarray:
         n = self.norm[key]
         if n == "sin_cos":
             raise DataError(f"{key}: sin_cos has no inverse")
         x = y if n is None else n.inverse(y)
         meta = self.modality.lookup(key)
-        target = (
-            self.cfg.state_target_rotations
-            if key.startswith("state.")
-            else self.cfg.action_target_rotations
-        ).get(key)
+        target = self._target_rotation(key)
         if target is not None:
             x = rot.convert(x, target, meta.rotation_type)
         return np.asarray(x, np.float32)
