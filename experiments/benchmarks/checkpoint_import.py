@@ -1,13 +1,16 @@
 """Import a real-size (random-weight) GR00T N1.5 checkpoint: wall time and peak RSS.
 
-    .venv/bin/python experiments/benchmarks/checkpoint_import.py [--dtype bf16|fp32] [--dir D]
+    flock /tmp/groot_heavy.lock .venv/bin/python experiments/benchmarks/checkpoint_import.py \
+        [--dtype bf16|fp32] [--dir D] [--rounds 3] [--threads 2] [--strict] [--json F]
 
 Writes an `n1_5_3b`-shaped Isaac-GR00T directory of random weights (sharded safetensors, 5 GB
 shards) once, then measures, each in a fresh process:
   baseline  safetensors.numpy.load_file of every shard (one host copy of the weights)
   read      groot_jax read_gr00t: parse, check, transpose/stack, place as jax arrays
   import    groot_jax import_checkpoint: read + Orbax save (the `convert import` command)
-Peak RSS is the process's VmHWM. The figures are printed side by side with ratios.
+Peak RSS is the process's VmHWM. The three modes run interleaved (baseline read import,
+baseline read import, ...) for `--rounds` rounds through harness.py (same CPUs and threads, load
+checks); every round's ratios to the baseline and their medians are printed.
 """
 from __future__ import annotations
 
@@ -19,6 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+MODES = ("baseline", "read", "import")
 
 
 def peak_rss_gb() -> float:
@@ -84,11 +92,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/groot_jax_bench_ckpt"))
-    parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
+    harness.add_arguments(parser, rounds=3, repeats=1)
     args = parser.parse_args()
     ckpt = args.dir / f"gr00t_{args.dtype}"
-    if args.mode:  # child process: one measurement
-        print(json.dumps(measure(args.mode, ckpt, args.dtype, args.dir / f"ours_{args.dtype}")))
+    ours = args.dir / f"ours_{args.dtype}"
+    if args.side:  # child process: one measurement
+        harness.child_main(args, {m: (lambda _r, m=m: measure(m, ckpt, args.dtype, ours))
+                                  for m in MODES})
         return
     if not (ckpt / "config.json").exists():
         t0 = time.perf_counter()
@@ -96,20 +106,15 @@ def main() -> None:
         print(f"wrote random n1_5_3b checkpoint ({args.dtype}) in {time.perf_counter() - t0:.0f}s")
     size = sum(f.stat().st_size for f in ckpt.glob("*.safetensors")) / 2**30
     print(f"checkpoint: {ckpt} ({size:.2f} GiB of safetensors)")
-    results = {}
-    for mode in ("baseline", "read", "import"):
-        ours = args.dir / f"ours_{args.dtype}"
-        subprocess.run(["rm", "-rf", str(ours)], check=True)
-        proc = subprocess.run([sys.executable, __file__, "--dtype", args.dtype, "--dir",
-                               str(args.dir), "--mode", mode], capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"{mode} failed:\n{proc.stderr[-4000:]}")
-        results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-    base = results["baseline"]
-    print(f"{'':10s} {'wall s':>8s} {'peak RSS GiB':>13s} {'time ratio':>11s} {'RSS ratio':>10s}")
-    for mode, r in results.items():
-        print(f"{mode:10s} {r['seconds']:8.1f} {r['peak_rss_gb']:13.2f} "
-              f"{r['seconds'] / base['seconds']:11.2f} {r['peak_rss_gb'] / base['peak_rss_gb']:10.2f}")
+    common = ["--dtype", args.dtype, "--dir", str(args.dir)]
+    sides = [harness.Side(m, [__file__, *common, "--side", m]) for m in MODES]
+    rounds = harness.interleave(None, [], args, sides=sides,
+                                before_each=lambda _s: subprocess.run(["rm", "-rf", str(ours)],
+                                                                      check=True))
+    harness.report(rounds, ("seconds", "peak_rss_gb"), args, unit="s", base="baseline",
+                   others=("read", "import"),
+                   title=f"n1_5_3b checkpoint import ({args.dtype}, {size:.2f} GiB); "
+                         "peak_rss_gb rows are GiB, not seconds")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,25 @@
 """Inference latency of GR00T N1.5 (`n1_5_3b`, random weights): groot-jax vs lerobot 0.5.1.
 
-    .venv/bin/python experiments/benchmarks/inference.py [--repeats 5] [--steps 4]
+    flock /tmp/groot_heavy.lock .venv/bin/python experiments/benchmarks/inference.py \
+        [--rounds 5] [--repeats 3] [--steps 4] [--threads 2] [--strict] [--json F]
 
 Batch 1, one 224x224 image (256 image tokens) plus a 40-token prompt, 4 denoising steps, fp32,
 on this machine's CPU. Each side runs in its own process (one 2.4B-parameter model in memory at
-a time; the reference runs in .venv-ref): ours jit-compiled, the reference in eval mode under
-torch.no_grad. Reports the median of `--repeats` timed calls after one warm-up, split into
-backbone (Eagle VLM) and action head (VL processing + state encoding + Euler loop), and the
-ratio ours / reference.
+a time; the reference runs in .venv-ref), interleaved for `--rounds` rounds and pinned to the
+same CPUs and thread count by harness.py, which also prints the CPU, the load average and the
+CPU time other processes took: ours jit-compiled, the reference in eval mode under
+torch.no_grad. Each process reports the median of `--repeats` timed calls after one warm-up,
+split into backbone (Eagle VLM) and action head (VL processing + state encoding + Euler loop);
+the report gives every round's ratio ours / reference and the median of those ratios.
+
+groot-jax samples on the action head's inference layout (`FlowMatchingActionHead.
+inference_weights`: per-block [out, in] DiT kernels, made once after loading, as a server
+would; its one-off cost is printed as `layout s`). The stacked DiT weights are then dropped
+from the parameters, so one copy of the model is in memory.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +27,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
+import harness  # noqa: E402
+
 IMG = 151669
+PARTS = ("backbone_s", "head_s", "full_s")
 
 
 def make_inputs(seed=0, text=40):
@@ -36,14 +44,7 @@ def make_inputs(seed=0, text=40):
                 embodiment_id=np.array([31]), noise=rng.normal(size=(1, 16, 32)).astype(np.float32))
 
 
-def timed(fn, repeats):
-    fn()  # warm-up (compilation for jax)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+timed = harness.timed
 
 
 def run_ours(repeats: int, steps: int) -> dict:
@@ -61,15 +62,47 @@ def run_ours(repeats: int, steps: int) -> dict:
                   attention_mask=io["attention_mask"].astype(bool),
                   pixel_values=io["pixel_values"].transpose(0, 2, 3, 1)[:, None],
                   state=io["state"], embodiment_id=io["embodiment_id"].astype(np.int32))
+    t0 = time.perf_counter()
+    dit_weights = jax.block_until_ready(fns.module(params).action_head.inference_weights())
+    layout = time.perf_counter() - t0
+    params = drop_stacked_dit(params)
     backbone = jax.jit(lambda p: fns.module(p).backbone_features(inputs))
     features = backbone(params)
-    head = jax.jit(lambda p, f: fns.module(p).action_head.sample(
-        f, inputs["state"], inputs["embodiment_id"], io["noise"], num_steps=steps))
-    full = jax.jit(lambda p: fns.sample_actions(p, inputs, None, num_steps=steps, noise=io["noise"]))
-    return {"build_s": build,
+    head = jax.jit(lambda p, f, w: fns.module(p).action_head.sample(
+        f, inputs["state"], inputs["embodiment_id"], io["noise"], num_steps=steps, dit_weights=w))
+
+    def full_fn(p, w):
+        m = fns.module(p)
+        return m.action_head.sample(m.backbone_features(inputs), inputs["state"],
+                                    inputs["embodiment_id"], io["noise"], num_steps=steps,
+                                    dit_weights=w)
+
+    full = jax.jit(full_fn)
+    return {"build_s": build, "layout_s": layout,
             "backbone_s": timed(lambda: backbone(params).block_until_ready(), repeats),
-            "head_s": timed(lambda: head(params, features).block_until_ready(), repeats),
-            "full_s": timed(lambda: full(params).block_until_ready(), repeats)}
+            "head_s": timed(lambda: head(params, features, dit_weights).block_until_ready(),
+                            repeats),
+            "full_s": timed(lambda: full(params, dit_weights).block_until_ready(), repeats)}
+
+
+def drop_stacked_dit(params):
+    """The parameters with the DiT's stacked block weights replaced by empty arrays: the
+    sampler reads the inference layout instead (keeps one copy of the model in memory)."""
+    import jax.numpy as jnp
+
+    dit = params["action_head"]["model"]
+    for name in ("cross_blocks", "self_blocks"):
+        if name in dit:
+            for _, var in jax_leaves_with_vars(dit[name]):
+                var.value = jnp.zeros((0,), var.value.dtype)
+    return params
+
+
+def jax_leaves_with_vars(state):
+    from flax import nnx
+
+    for path, var in nnx.to_flat_state(state):
+        yield path, var
 
 
 def run_reference(repeats: int, steps: int) -> dict:
@@ -101,45 +134,30 @@ def run_reference(repeats: int, steps: int) -> dict:
         def full():
             model.get_action(inputs)
 
-        return {"build_s": build, "threads": torch.get_num_threads(),
+        return {"build_s": build,
                 "backbone_s": timed(backbone, repeats), "head_s": timed(head, repeats),
                 "full_s": timed(full, repeats)}
 
 
-def run_both_sides(script: str, args: list[str]) -> tuple[dict, dict]:
-    """Run `script --side ours|reference ARGS` in our env, then in .venv-ref, one after the
-    other (one real-size model in memory at a time); each prints its result as a JSON last line."""
-    results = {}
-    for side, python in (("ours", sys.executable),
-                         ("reference", str(ROOT / ".venv-ref" / "bin" / "python"))):
-        env = {**os.environ, "HF_LEROBOT_HOME": "/tmp/groot_jax_bench_lerobot"}
-        proc = subprocess.run([python, script, "--side", side, *args], capture_output=True,
-                              text=True, env=env)
-        if proc.returncode:
-            raise SystemExit(f"{side} failed:\n{proc.stderr[-4000:]}")
-        results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return results["ours"], results["reference"]
-
-
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=5)
+    harness.add_arguments(parser, rounds=5, repeats=3)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        fn = run_ours if args.side == "ours" else run_reference
-        print(json.dumps(fn(args.repeats, args.steps)))
+        harness.child_main(args, {"ours": lambda r: run_ours(r, args.steps),
+                                  "reference": lambda r: run_reference(r, args.steps)})
         return
-    ours, ref = run_both_sides(__file__, ["--repeats", str(args.repeats),
-                                          "--steps", str(args.steps)])
-    print(f"n1_5_3b, batch 1, one 224x224 image, {args.steps} Euler steps, fp32 CPU, "
-          f"median of {args.repeats} (torch threads {ref['threads']})")
-    print(f"{'part':12s} {'groot-jax ms':>13s} {'lerobot ms':>11s} {'ratio':>7s}")
-    for part in ("backbone_s", "head_s", "full_s"):
-        print(f"{part[:-2]:12s} {1000 * ours[part]:13.1f} {1000 * ref[part]:11.1f} "
-              f"{ours[part] / ref[part]:7.2f}")
-    print(f"model build: groot-jax {ours['build_s']:.1f}s, lerobot {ref['build_s']:.1f}s")
+    rounds = harness.interleave(__file__, ["--repeats", str(args.repeats),
+                                           "--steps", str(args.steps)], args)
+    harness.report(rounds, PARTS, args, unit="ms",
+                   title=f"n1_5_3b, batch 1, one 224x224 image + 40 text tokens, {args.steps} "
+                         "Euler steps, fp32 CPU")
+    ours = [rd["ours"] for rd in rounds]
+    ref = [rd["reference"] for rd in rounds]
+    print(f"model build s (median): groot-jax {np.median([o['build_s'] for o in ours]):.1f} "
+          f"(+ inference layout {np.median([o['layout_s'] for o in ours]):.1f}), lerobot "
+          f"{np.median([r['build_s'] for r in ref]):.1f}")
 
 
 if __name__ == "__main__":

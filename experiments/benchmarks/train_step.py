@@ -18,15 +18,18 @@ fp32 weights).
 Precision: fp32 everywhere on both sides (compute, trainable and frozen weights; groot-jax's
 default bf16 frozen storage is overridden here: on CPU, XLA hoists the bf16->fp32 casts of whole
 stacked layer weights out of the layer scan, which costs more memory than fp32 storage).
-Each side runs in its own process, one after the other (the reference in .venv-ref); we report
-the median of `--repeats` timed steps after one warm-up step (which includes XLA compilation
-for groot-jax), the ratio, and each process's peak resident memory.
+Each side runs in its own process (the reference in .venv-ref), interleaved for `--rounds`
+rounds, pinned to the same CPUs and thread count, with the load checks of harness.py; each
+process reports the median of `--repeats` timed steps after one warm-up step (which includes
+XLA compilation for groot-jax); the report gives every round's ratio and their median, and each
+process's peak resident memory.
+
+    flock /tmp/groot_heavy.lock .venv/bin/python experiments/benchmarks/train_step.py \
+        [--rounds 3] [--repeats 2] [--threads 2] [--strict] [--json F]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
 import statistics
 import sys
@@ -37,7 +40,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
-from inference import make_inputs, run_both_sides  # noqa: E402  (same batch, same runner)
+import harness  # noqa: E402  (the shared interleaved runner)
+from inference import make_inputs  # noqa: E402  (the same batch)
 
 TRAINABLE = dict(tune_visual=False, tune_llm=False, tune_projector=False,
                  tune_diffusion_model=False)
@@ -166,38 +170,31 @@ def run_reference(repeats: int) -> dict:
     return {"build_s": build, "first_step_s": first, "step_s": med, "times": times,
             "losses": losses, "trainable": sum(p.numel() for p in params),
             "frozen": sum(p.numel() for p in model.parameters() if not p.requires_grad),
-            "threads": torch.get_num_threads(), "peak_rss_gb": peak_rss_gb()}
+            "peak_rss_gb": peak_rss_gb()}
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
-    parser.add_argument("--json", default=None, help="also write the results to this file")
+    harness.add_arguments(parser, rounds=3, repeats=2)
     args = parser.parse_args()
     if args.side:
-        fn = run_ours if args.side == "ours" else run_reference
-        print(json.dumps(fn(args.repeats)))
+        harness.child_main(args, {"ours": run_ours, "reference": run_reference})
         return
-    # Sequential: one 2.4 B-parameter model with its optimizer state in memory at a time.
-    ours, ref = run_both_sides(__file__, ["--repeats", str(args.repeats)])
+    # Sequential within a round: one 2.4 B-parameter model with its optimizer state at a time.
+    rounds = harness.interleave(__file__, ["--repeats", str(args.repeats)], args)
+    ours, ref = rounds[0]["ours"], rounds[0]["reference"]
     if ours["trainable"] != ref["trainable"]:
         raise SystemExit(f"trainable sets differ: groot-jax {ours['trainable']:,} vs lerobot "
                          f"{ref['trainable']:,} parameters")
-    print(f"n1_5_3b train step (fwd + bwd + clip + AdamW), batch 1, one 224x224 image, "
-          f"40-token prompt, fp32 compute, CPU ({os.cpu_count()} cores, torch threads "
-          f"{ref['threads']}); trainable {ours['trainable']:,} params "
-          f"(VL self-attention, VL norm, future tokens; VLM, projector and DiT frozen), "
-          f"median of {args.repeats}")
-    print(f"{'':22s} {'groot-jax':>10s} {'lerobot':>10s}")
-    print(f"{'step s':22s} {ours['step_s']:10.2f} {ref['step_s']:10.2f}")
-    print(f"{'first step s':22s} {ours['first_step_s']:10.2f} {ref['first_step_s']:10.2f}"
-          "   (groot-jax: includes XLA compilation)")
-    print(f"{'model build s':22s} {ours['build_s']:10.1f} {ref['build_s']:10.1f}")
-    print(f"{'peak RSS GiB':22s} {ours['peak_rss_gb']:10.1f} {ref['peak_rss_gb']:10.1f}")
-    print(f"ratio groot-jax / lerobot step time: {ours['step_s'] / ref['step_s']:.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"ours": ours, "reference": ref}, indent=1))
+    harness.report(rounds, ("step_s", "first_step_s"), args, unit="s",
+                   title=f"n1_5_3b train step (fwd + bwd + clip + AdamW), batch 1, one 224x224 "
+                         f"image, 40-token prompt, fp32 compute; trainable {ours['trainable']:,} "
+                         "params (VL self-attention, VL norm, future tokens; VLM, projector and "
+                         "DiT frozen); first_step_s includes XLA compilation for groot-jax")
+    med = lambda side, key: statistics.median(rd[side][key] for rd in rounds)  # noqa: E731
+    print(f"model build s (median): groot-jax {med('ours', 'build_s'):.1f}, lerobot "
+          f"{med('reference', 'build_s'):.1f}; peak RSS GiB: groot-jax "
+          f"{med('ours', 'peak_rss_gb'):.1f}, lerobot {med('reference', 'peak_rss_gb'):.1f}")
 
 
 if __name__ == "__main__":

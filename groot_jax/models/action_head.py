@@ -28,7 +28,7 @@ class CategorySpecificLinear(nnx.Module):
                        ("embodiment", None, None))
         self.b = param(rngs, nnx.initializers.zeros, (num_categories, out_dim), ("embodiment", None))
 
-    def __call__(self, x: Float[Array, "b t i"], ids: Int[Array, "b"]) -> Float[Array, "b t o"]:
+    def __call__(self, x: Float[Array, "b t i"], ids: Int[Array, " b"]) -> Float[Array, "b t o"]:
         w = jnp.take(self.W[...], ids, axis=0).astype(x.dtype)
         b = jnp.take(self.b[...], ids, axis=0).astype(x.dtype)
         return jnp.einsum("bti,bio->bto", x, w) + b[:, None]
@@ -59,7 +59,7 @@ class MultiEmbodimentActionEncoder(nnx.Module):
         self.W2 = CategorySpecificLinear(num_embodiments, 2 * width, width, rngs=rngs)
         self.W3 = CategorySpecificLinear(num_embodiments, width, width, rngs=rngs)
 
-    def __call__(self, actions: Float[Array, "b h a"], buckets: Int[Array, "b"], ids):
+    def __call__(self, actions: Float[Array, "b h a"], buckets: Int[Array, " b"], ids):
         a_emb = self.W1(actions, ids)
         tau = jnp.broadcast_to(buckets[:, None], actions.shape[:2])
         tau_emb = action_sinusoid(tau, self.width).astype(a_emb.dtype)
@@ -95,9 +95,10 @@ class FlowMatchingActionHead(nnx.Module):
         return self.vl_self_attention(self.vlln(features), rng)
 
     def velocity(self, state_features, x_t, buckets, ids, *, vl=None, cross_kv=None, rng=None,
-                 return_future_states: bool = False):
+                 return_future_states: bool = False, dit_weights=None):
         """Predicted velocity [B, H, A] for noisy actions x_t at integer `buckets` [B]; with
-        `return_future_states`, also the future tokens' states after DiT block `flare_layer`."""
+        `return_future_states`, also the future tokens' states after DiT block `flare_layer`.
+        With `dit_weights` (inference only), `cross_kv` is `DiT.cross_kv_fast`'s list."""
         b = x_t.shape[0]
         action_features = self.action_encoder(x_t, buckets, ids)
         if self.position_embedding is not None:
@@ -109,6 +110,9 @@ class FlowMatchingActionHead(nnx.Module):
             parts.append(jnp.broadcast_to(ft[None], (b, *ft.shape)))
         parts.append(action_features)
         tokens = jnp.concatenate(parts, axis=1)
+        if dit_weights is not None:
+            out = self.model.apply_fast(tokens, buckets, cross_kv, dit_weights)
+            return self.action_decoder(out, ids)[:, -x_t.shape[1]:]
         if not return_future_states:
             out = self.model(tokens, buckets, vl=vl, cross_kv=cross_kv, rng=rng)
             return self.action_decoder(out, ids)[:, -x_t.shape[1]:]
@@ -118,7 +122,7 @@ class FlowMatchingActionHead(nnx.Module):
         future = per_block[self.cfg.flare_layer][:, 1:1 + m]  # after the state token
         return self.action_decoder(out, ids)[:, -x_t.shape[1]:], future
 
-    def sample_time(self, rng, batch: int) -> Float[Array, "b"]:
+    def sample_time(self, rng, batch: int) -> Float[Array, " b"]:
         """t = (noise_s - s) / noise_s with s ~ Beta(alpha, beta): mass near t = 0 (noisy)."""
         cfg = self.cfg
         s = jax.random.beta(rng, cfg.noise_beta_alpha, cfg.noise_beta_beta, (batch,))
@@ -160,15 +164,24 @@ class FlowMatchingActionHead(nnx.Module):
             return loss, terms
         return (loss, pred) if return_velocity else loss
 
+    def inference_weights(self) -> list[dict]:
+        """The DiT's weights laid out for the sampler (`DiT.inference_weights`): compute once,
+        outside jit, and pass to `sample(..., dit_weights=...)` on every call."""
+        return self.model.inference_weights()
+
     def sample(self, features, state, ids, noise, *, num_steps: int | None = None,
-               cache_cross_kv: bool = True):
+               cache_cross_kv: bool = True, dit_weights: list[dict] | None = None):
         """Euler integration from `noise` [B, H, A] over `num_steps` (default 4) steps with
-        buckets int(k / N * 1000). The VL tokens' K/V are projected once when cache_cross_kv."""
+        buckets int(k / N * 1000). The VL tokens' K/V are projected once when cache_cross_kv.
+        With `dit_weights` (from `inference_weights`), the DiT runs on that layout, its layers
+        and the Euler steps unrolled: same numbers, no per-step copies of the DiT's weights."""
         n = num_steps or self.cfg.num_inference_timesteps
         vl = self.process_backbone_output(features)
         state_features = self.state_encoder(state, ids)
-        kv = self.model.cross_kv(vl) if cache_cross_kv else None
         dt = 1.0 / n
+        if dit_weights is not None:
+            return self._sample_fast(vl, state_features, ids, noise, n, dit_weights)
+        kv = self.model.cross_kv(vl) if cache_cross_kv else None
         # Buckets exactly as the original computes them in Python floats: int(k / N * 1000).
         buckets = jnp.asarray([int(k / float(n) * self.cfg.num_timestep_buckets)
                                for k in range(n)], dtype=jnp.int32)
@@ -179,6 +192,16 @@ class FlowMatchingActionHead(nnx.Module):
             return x + dt * v, None
 
         x, _ = jax.lax.scan(euler_step, noise, buckets)
+        return x
+
+    def _sample_fast(self, vl, state_features, ids, x, n, dit_weights):
+        kv = self.model.cross_kv_fast(vl, dit_weights)
+        dt = 1.0 / n
+        for k in range(n):
+            bucket = int(k / float(n) * self.cfg.num_timestep_buckets)
+            v = self.velocity(state_features, x, jnp.full((x.shape[0],), bucket, jnp.int32), ids,
+                              cross_kv=kv, dit_weights=dit_weights)
+            x = x + dt * v
         return x
 
 
