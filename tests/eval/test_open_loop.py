@@ -1,11 +1,9 @@
 """Open-loop evaluation over held-out episodes of a LeRobot dataset."""
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from groot_jax.config import GR00TConfig
 from groot_jax.convert import checkpoint as ck
 from groot_jax.data.lerobot_v2 import LeRobotV2Source
 from groot_jax.data.stats import dataset_metadata, source_stats
@@ -14,6 +12,7 @@ from groot_jax.eval.policy import Policy, save_tokenizer_beside
 from groot_jax.models import groot
 from tests.data.fixtures import write_tokenizer, write_v2_dataset
 from tests.eval.test_policy import DATA
+from tests.tiny_model import tiny_config_for
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +22,7 @@ def setup(tmp_path_factory):
     source = LeRobotV2Source(dataset)
     metadata = {"new_embodiment": dataset_metadata(source, source_stats(source), "new_embodiment")}
     tok_dir = write_tokenizer(root / "tokenizer")
-    image_id = next(t["id"] for t in json.loads((tok_dir / "tokenizer.json").read_text())[
-        "added_tokens"] if t["content"] == "<IMG_CONTEXT>")
-    base = GR00TConfig.tiny()
-    cfg = dataclasses.replace(base, backbone=dataclasses.replace(
-        base.backbone, image_token_index=image_id,
-        llm=dataclasses.replace(base.backbone.llm, vocab_size=512)))
+    cfg = tiny_config_for(tok_dir)
     fns, params = groot.init(cfg, seed=2)
     model = ck.save_model(root / "model", cfg, params, json.loads(json.dumps(metadata)))
     save_tokenizer_beside(model, tok_dir)

@@ -1,17 +1,15 @@
 """Closed-loop evaluation in Meta-World: the loop, success detection, confidence intervals."""
-import dataclasses
-import json
 
 import numpy as np
 import pytest
 
-from groot_jax.config import GR00TConfig
 from groot_jax.convert import checkpoint as ck
 from groot_jax.data.modality import DataConfig
 from groot_jax.eval.policy import Policy, save_tokenizer_beside
 from groot_jax.eval.sim import MetaWorldTask, rollout, wilson_interval
 from groot_jax.models import groot
 from tests.data.fixtures import write_tokenizer
+from tests.tiny_model import tiny_config_for
 
 SIM_DATA = DataConfig(
     name="metaworld", embodiment_tag="new_embodiment", video_keys=("video.corner",),
@@ -65,12 +63,7 @@ def test_scripted_expert_succeeds_and_is_detected():
 
 def test_short_closed_loop_with_a_groot_policy(tmp_path):
     tok_dir = write_tokenizer(tmp_path / "tokenizer")
-    image_id = next(t["id"] for t in json.loads((tok_dir / "tokenizer.json").read_text())[
-        "added_tokens"] if t["content"] == "<IMG_CONTEXT>")
-    base = GR00TConfig.tiny()
-    cfg = dataclasses.replace(base, backbone=dataclasses.replace(
-        base.backbone, image_token_index=image_id,
-        llm=dataclasses.replace(base.backbone.llm, vocab_size=512)))
+    cfg = tiny_config_for(tok_dir)
     _, params = groot.init(cfg, seed=1)
     model = ck.save_model(tmp_path / "model", cfg, params, METADATA)
     save_tokenizer_beside(model, tok_dir)

@@ -1,7 +1,5 @@
 """A tiny-preset model dir for the `so100` data config (one camera, a 5-dim arm, a gripper),
 with and without a stored tokenizer, and one warmed-up Policy shared by the server tests."""
-import dataclasses
-import json
 import shutil
 import socket
 
@@ -9,11 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from groot_jax.config import GR00TConfig
 from groot_jax.convert import checkpoint as ck
 from groot_jax.data.embodiments import so100
 from groot_jax.models import groot
 from tests.data.fixtures import write_tokenizer
+from tests.tiny_model import tiny_config_for
 
 TOKEN_BUCKET = 320  # the tiny tokenizer's shortest prompt is 289 tokens (256 of them image)
 BATCH_BUCKETS = (1, 2, 4, 8)
@@ -58,12 +56,7 @@ def served_model(tmp_path_factory):
     """(model dir with tokenizer, the same without, tokenizer dir, the model config)."""
     root = tmp_path_factory.mktemp("served")
     tok = write_tokenizer(root / "tokenizer")
-    image_id = next(t["id"] for t in json.loads((tok / "tokenizer.json").read_text())[
-        "added_tokens"] if t["content"] == "<IMG_CONTEXT>")
-    base = GR00TConfig.tiny()
-    cfg = dataclasses.replace(base, backbone=dataclasses.replace(
-        base.backbone, image_token_index=image_id,
-        llm=dataclasses.replace(base.backbone.llm, vocab_size=512)))
+    cfg = tiny_config_for(tok)
     _, params = groot.init(cfg, seed=3)
     bare = ck.save_model(root / "bare", cfg, params, METADATA)
     model = shutil.copytree(bare, root / "model")
