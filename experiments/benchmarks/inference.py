@@ -12,10 +12,11 @@ torch.no_grad. Each process reports the median of `--repeats` timed calls after 
 split into backbone (Eagle VLM) and action head (VL processing + state encoding + Euler loop);
 the report gives every round's ratio ours / reference and the median of those ratios.
 
-groot-jax samples on the action head's inference layout (`FlowMatchingActionHead.
-inference_weights`: per-block [out, in] DiT kernels, made once after loading, as a server
-would; its one-off cost is printed as `layout s`). The stacked DiT weights are then dropped
-from the parameters, so one copy of the model is in memory.
+groot-jax runs on the inference layout (`GR00TFunctions.inference_params`: every stack of layers
+-- SigLIP, LLM, VL self-attention, DiT -- as one module per layer with [out, in] kernels, applied
+unrolled; made once after loading, as a server would; its one-off cost is printed as `inference
+layout`). The stacked originals are released, so one copy of the model is in memory.
+`--with-stacked` adds a side `stacked`: groot-jax on the stacked, scanned training layout.
 """
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def make_inputs(seed=0, text=40):
 timed = harness.timed
 
 
-def run_ours(repeats: int, steps: int) -> dict:
+def run_ours(repeats: int, steps: int, layout: str = "inference") -> dict:
+    """groot-jax's parts on `layout`: "inference" (`GR00TFunctions.inference_params`, made once
+    after loading, stacked originals released) or "stacked" (the training layout, scanned)."""
     import jax
 
     from groot_jax.config import GR00TConfig
@@ -63,46 +66,19 @@ def run_ours(repeats: int, steps: int) -> dict:
                   pixel_values=io["pixel_values"].transpose(0, 2, 3, 1)[:, None],
                   state=io["state"], embodiment_id=io["embodiment_id"].astype(np.int32))
     t0 = time.perf_counter()
-    dit_weights = jax.block_until_ready(fns.module(params).action_head.inference_weights())
-    layout = time.perf_counter() - t0
-    params = drop_stacked_dit(params)
+    if layout == "inference":
+        params = jax.block_until_ready(fns.inference_params(params, release=True))
+    layout_s = time.perf_counter() - t0
     backbone = jax.jit(lambda p: fns.module(p).backbone_features(inputs))
     features = backbone(params)
-    head = jax.jit(lambda p, f, w: fns.module(p).action_head.sample(
-        f, inputs["state"], inputs["embodiment_id"], io["noise"], num_steps=steps, dit_weights=w))
-
-    def full_fn(p, w):
-        m = fns.module(p)
-        return m.action_head.sample(m.backbone_features(inputs), inputs["state"],
-                                    inputs["embodiment_id"], io["noise"], num_steps=steps,
-                                    dit_weights=w)
-
-    full = jax.jit(full_fn)
-    return {"build_s": build, "layout_s": layout,
+    head = jax.jit(lambda p, f: fns.module(p).action_head.sample(
+        f, inputs["state"], inputs["embodiment_id"], io["noise"], num_steps=steps))
+    full = jax.jit(lambda p: fns.sample_actions(p, inputs, None, num_steps=steps,
+                                                noise=io["noise"]))
+    return {"build_s": build, "layout_s": layout_s,
             "backbone_s": timed(lambda: backbone(params).block_until_ready(), repeats),
-            "head_s": timed(lambda: head(params, features, dit_weights).block_until_ready(),
-                            repeats),
-            "full_s": timed(lambda: full(params, dit_weights).block_until_ready(), repeats)}
-
-
-def drop_stacked_dit(params):
-    """The parameters with the DiT's stacked block weights replaced by empty arrays: the
-    sampler reads the inference layout instead (keeps one copy of the model in memory)."""
-    import jax.numpy as jnp
-
-    dit = params["action_head"]["model"]
-    for name in ("cross_blocks", "self_blocks"):
-        if name in dit:
-            for _, var in jax_leaves_with_vars(dit[name]):
-                var.value = jnp.zeros((0,), var.value.dtype)
-    return params
-
-
-def jax_leaves_with_vars(state):
-    from flax import nnx
-
-    for path, var in nnx.to_flat_state(state):
-        yield path, var
+            "head_s": timed(lambda: head(params, features).block_until_ready(), repeats),
+            "full_s": timed(lambda: full(params).block_until_ready(), repeats)}
 
 
 def run_reference(repeats: int, steps: int) -> dict:
@@ -143,14 +119,23 @@ def main():
     parser = argparse.ArgumentParser()
     harness.add_arguments(parser, rounds=5, repeats=3)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--with-stacked", action="store_true",
+                        help="also time groot-jax on the stacked (training) layout, side "
+                             "'stacked': the figures before the inference layout")
     args = parser.parse_args()
     if args.side:
         harness.child_main(args, {"ours": lambda r: run_ours(r, args.steps),
+                                  "stacked": lambda r: run_ours(r, args.steps, "stacked"),
                                   "reference": lambda r: run_reference(r, args.steps)})
         return
-    rounds = harness.interleave(__file__, ["--repeats", str(args.repeats),
-                                           "--steps", str(args.steps)], args)
-    harness.report(rounds, PARTS, args, unit="ms",
+    extra = ["--repeats", str(args.repeats), "--steps", str(args.steps)]
+    sides = harness.two_envs(__file__, extra)
+    others = ("ours",)
+    if args.with_stacked:
+        sides.insert(1, harness.Side("stacked", [__file__, "--side", "stacked", *extra]))
+        others = ("ours", "stacked")
+    rounds = harness.interleave(None, extra, args, sides=sides)
+    harness.report(rounds, PARTS, args, unit="ms", others=others,
                    title=f"n1_5_3b, batch 1, one 224x224 image + 40 text tokens, {args.steps} "
                          "Euler steps, fp32 CPU")
     ours = [rd["ours"] for rd in rounds]

@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, Int
 
 from groot_jax.config import ActionHeadConfig
 from groot_jax.models.dit import DiT, SelfAttentionTransformer
-from groot_jax.models.layers import Dense, LayerNorm, param
+from groot_jax.models.layers import Dense, LayerNorm, is_unrolled, param, transpose_dense
 
 category_init = nnx.initializers.normal(0.02)
 
@@ -95,10 +95,9 @@ class FlowMatchingActionHead(nnx.Module):
         return self.vl_self_attention(self.vlln(features), rng)
 
     def velocity(self, state_features, x_t, buckets, ids, *, vl=None, cross_kv=None, rng=None,
-                 return_future_states: bool = False, dit_weights=None):
+                 return_future_states: bool = False):
         """Predicted velocity [B, H, A] for noisy actions x_t at integer `buckets` [B]; with
-        `return_future_states`, also the future tokens' states after DiT block `flare_layer`.
-        With `dit_weights` (inference only), `cross_kv` is `DiT.cross_kv_fast`'s list."""
+        `return_future_states`, also the future tokens' states after DiT block `flare_layer`."""
         b = x_t.shape[0]
         action_features = self.action_encoder(x_t, buckets, ids)
         if self.position_embedding is not None:
@@ -110,9 +109,6 @@ class FlowMatchingActionHead(nnx.Module):
             parts.append(jnp.broadcast_to(ft[None], (b, *ft.shape)))
         parts.append(action_features)
         tokens = jnp.concatenate(parts, axis=1)
-        if dit_weights is not None:
-            out = self.model.apply_fast(tokens, buckets, cross_kv, dit_weights)
-            return self.action_decoder(out, ids)[:, -x_t.shape[1]:]
         if not return_future_states:
             out = self.model(tokens, buckets, vl=vl, cross_kv=cross_kv, rng=rng)
             return self.action_decoder(out, ids)[:, -x_t.shape[1]:]
@@ -164,44 +160,42 @@ class FlowMatchingActionHead(nnx.Module):
             return loss, terms
         return (loss, pred) if return_velocity else loss
 
-    def inference_weights(self) -> list[dict]:
-        """The DiT's weights laid out for the sampler (`DiT.inference_weights`): compute once,
-        outside jit, and pass to `sample(..., dit_weights=...)` on every call."""
-        return self.model.inference_weights()
+    def to_inference_layout(self, release: bool = False) -> None:
+        """Lay the weights out for the sampler, once, outside jit (`layers.
+        unstack_for_inference`): the DiT and VL self-attention blocks one module each, every
+        Dense kernel [out, in]; `sample` then runs its blocks and Euler steps unrolled. Same
+        numbers. `release` empties the stacked originals (one copy of the weights in memory)."""
+        self.model.unroll(release)
+        if self.vl_self_attention is not None:
+            self.vl_self_attention.unroll(release)
+        transpose_dense(self)
 
     def sample(self, features, state, ids, noise, *, num_steps: int | None = None,
-               cache_cross_kv: bool = True, dit_weights: list[dict] | None = None):
+               cache_cross_kv: bool = True):
         """Euler integration from `noise` [B, H, A] over `num_steps` (default 4) steps with
         buckets int(k / N * 1000). The VL tokens' K/V are projected once when cache_cross_kv.
-        With `dit_weights` (from `inference_weights`), the DiT runs on that layout, its layers
-        and the Euler steps unrolled: same numbers, no per-step copies of the DiT's weights."""
+        In the inference layout (`to_inference_layout`) the Euler steps are unrolled too."""
         n = num_steps or self.cfg.num_inference_timesteps
         vl = self.process_backbone_output(features)
         state_features = self.state_encoder(state, ids)
         dt = 1.0 / n
-        if dit_weights is not None:
-            return self._sample_fast(vl, state_features, ids, noise, n, dit_weights)
         kv = self.model.cross_kv(vl) if cache_cross_kv else None
         # Buckets exactly as the original computes them in Python floats: int(k / N * 1000).
-        buckets = jnp.asarray([int(k / float(n) * self.cfg.num_timestep_buckets)
-                               for k in range(n)], dtype=jnp.int32)
+        buckets = [int(k / float(n) * self.cfg.num_timestep_buckets) for k in range(n)]
 
         def euler_step(x, bucket):
-            v = self.velocity(state_features, x, jnp.full((x.shape[0],), bucket), ids,
+            v = self.velocity(state_features, x, jnp.full((x.shape[0],), bucket, jnp.int32), ids,
                               vl=None if cache_cross_kv else vl, cross_kv=kv)
             return x + dt * v, None
 
-        x, _ = jax.lax.scan(euler_step, noise, buckets)
-        return x
-
-    def _sample_fast(self, vl, state_features, ids, x, n, dit_weights):
-        kv = self.model.cross_kv_fast(vl, dit_weights)
-        dt = 1.0 / n
-        for k in range(n):
-            bucket = int(k / float(n) * self.cfg.num_timestep_buckets)
-            v = self.velocity(state_features, x, jnp.full((x.shape[0],), bucket, jnp.int32), ids,
-                              cross_kv=kv, dit_weights=dit_weights)
-            x = x + dt * v
+        if is_unrolled(self.model.cross_blocks):
+            # A scan over steps would hand the per-block weights to a loop body once more;
+            # unrolled, every step reads the same arrays.
+            x = noise
+            for bucket in buckets:
+                x, _ = euler_step(x, bucket)
+            return x
+        x, _ = jax.lax.scan(euler_step, noise, jnp.asarray(buckets, dtype=jnp.int32))
         return x
 
 

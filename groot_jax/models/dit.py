@@ -14,6 +14,8 @@ final_dropout on the attention output, FF after the activation and after the out
 Even (cross) and odd (self) blocks have different K/V input widths, so they are stacked as two
 scanned groups and applied pairwise. `cross_kv` lets the sampler project the VL tokens to K/V
 once per call instead of once per denoising step (the original recomputes them every step).
+`unroll` switches both stacks to the inference layout (one module per block, [out, in]
+kernels, applied unrolled: `layers.unstack_for_inference`).
 """
 from __future__ import annotations
 
@@ -30,10 +32,13 @@ from groot_jax.models.layers import (
     LayerNorm,
     attention,
     dropout,
+    is_unrolled,
     remat_scan_body,
+    run_layers,
     scan_layers,
     split_or_none,
     stack_layers,
+    unstack_for_inference,
 )
 
 
@@ -107,32 +112,6 @@ class DiTBlock(nnx.Module):
         return x + self.ff(self.norm(x), r_ff)
 
 
-def _dense_t(x, p):
-    """Dense with a transposed ([out, in]) kernel, as laid out by `DiT.inference_weights`."""
-    y = jnp.einsum("...i,oi->...o", x, p["kernel"].astype(x.dtype))
-    return y + p["bias"].astype(x.dtype) if "bias" in p else y
-
-
-def _project_kv_t(p, context, heads, head_dim):
-    b, s, _ = context.shape
-    shape = (b, s, heads, head_dim)
-    return _dense_t(context, p["to_k"]).reshape(shape), _dense_t(context, p["to_v"]).reshape(shape)
-
-
-def _dit_block_t(p, x, temb, kv, norm, heads, head_dim):
-    """`DiTBlock.__call__` at inference (rng=None) on `inference_weights` layout."""
-    scale, shift = jnp.split(_dense_t(jax.nn.silu(temb), p["norm1_linear"]), 2, axis=-1)
-    n = norm(x) * (1 + scale[:, None]) + shift[:, None]
-    if kv is None:
-        kv = _project_kv_t(p["attn"], n, heads, head_dim)
-    b, t, _ = n.shape
-    q = _dense_t(n, p["attn"]["to_q"]).reshape(b, t, heads, head_dim)
-    out = attention(q, *kv, scale=head_dim**-0.5)
-    x = x + _dense_t(out.reshape(b, t, -1), p["attn"]["to_out"])
-    h = jax.nn.gelu(_dense_t(norm(x), p["ff"]["proj_in"]), approximate=True)
-    return x + _dense_t(h, p["ff"]["proj_out"])
-
-
 class TimestepEncoder(nnx.Module):
     def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
         self.channels = cfg.timestep_channels
@@ -159,62 +138,33 @@ class DiT(nnx.Module):
         self.proj_out_2 = Dense(d, cfg.output_dim, rngs=rngs, axes=("embed", None))
 
     def cross_kv(self, vl: Float[Array, "b s e"]):
-        """K and V of the VL tokens for every cross block: two [n_cross, B, S, heads, hd]."""
+        """K and V of the VL tokens for every cross block: two [n_cross, B, S, heads, hd]; in
+        the inference layout a list of one (K, V) per cross block."""
+        if is_unrolled(self.cross_blocks):
+            return [block.attn.project_kv(vl) for block in self.cross_blocks]
         graphdef, state = nnx.split(self.cross_blocks)
         return jax.lax.map(lambda st: nnx.merge(graphdef, st).attn.project_kv(vl), state)
 
-    # --- Inference layout (see `inference_weights`) -------------------------------------------
+    def unroll(self, release: bool = False) -> None:
+        """Switch the blocks to the inference layout (`layers.unstack_for_inference`): one
+        module per block, [out, in] kernels, applied unrolled. `release` empties the stacks."""
+        self.cross_blocks = unstack_for_inference(self.cross_blocks, release=release)
+        if self.self_blocks is not None:
+            self.self_blocks = unstack_for_inference(self.self_blocks, release=release)
 
-    def inference_weights(self) -> list[dict]:
-        """The blocks' weights for the sampler, laid out once (outside jit) for XLA:CPU.
-
-        One pure dict per block in application order (cross 0, self 0, cross 1, ...), every
-        Dense kernel transposed to torch's [out, in] and stored as its own array. Why (measured
-        on XLA:CPU, whose dots go through YNNPACK): a dot with an [in, out] kernel runs ~1.6x
-        slower than with [out, in], and a `lax.scan` over stacked layers copies each layer's
-        weights out of the stack (a dynamic-slice fusion) on every call, i.e. on every Euler
-        step; both transposing inside the jitted sampler and slicing a stack there cost a copy
-        of every weight per call. Values are unchanged (a transpose), so are the numerics."""
-        def per_layer(blocks):
-            pure = nnx.to_pure_dict(nnx.state(blocks, nnx.Param))
-            layers = [dict() for _ in range(jax.tree.leaves(pure)[0].shape[0])]
-
-            def put(path, leaf):
-                keys = [str(getattr(k, "key", k)) for k in path]
-                stacked = jnp.swapaxes(leaf, 1, 2) if keys[-1] == "kernel" else leaf
-                for i, layer in enumerate(layers):
-                    node = layer
-                    for k in keys[:-1]:
-                        node = node.setdefault(k, {})
-                    node[keys[-1]] = jnp.array(stacked[i], copy=True)
-                del stacked
-
-            jax.tree_util.tree_map_with_path(put, pure)
-            return layers
-
-        cross = per_layer(self.cross_blocks)
-        if self.self_blocks is None:
-            return cross
-        own = per_layer(self.self_blocks)
-        return [blk for pair in zip(cross, own, strict=True) for blk in pair]
-
-    def cross_kv_fast(self, vl: Float[Array, "b s e"], weights: list[dict]):
-        """`cross_kv` from `inference_weights`: a list (one (K, V) per cross block)."""
-        step = 2 if self.self_blocks is not None else 1
-        return [_project_kv_t(w["attn"], vl, self.cfg.num_heads, self.cfg.head_dim)
-                for w in weights[::step]]
-
-    def apply_fast(self, x: Float[Array, "b t d"], buckets, cross_kv: list, weights: list[dict]):
-        """`__call__(x, buckets, cross_kv=...)` for inference (no dropout) on the layers laid
-        out by `inference_weights`, unrolled (no per-layer weight copies)."""
-        temb = self.timestep_encoder(buckets, x.dtype)
-        step = 2 if self.self_blocks is not None else 1
-        norm = LayerNorm(self.cfg.inner_dim, eps=self.cfg.norm_eps, affine=False)
-        for i, w in enumerate(weights):
-            kv = cross_kv[i // step] if i % step == 0 else None
-            x = _dit_block_t(w, x, temb, kv, norm, self.cfg.num_heads, self.cfg.head_dim)
-        shift, scale = jnp.split(self.proj_out_1(jax.nn.silu(temb)), 2, axis=-1)
-        return self.proj_out_2(self.norm_out(x) * (1 + scale[:, None]) + shift[:, None])
+    def _apply_unrolled(self, x, temb, cross_kv, keys, collect: bool):
+        """The blocks of the inference layout in application order (cross 0, self 0, cross 1,
+        ...): (output, per-block outputs [num_layers, B, T, D] when `collect`)."""
+        own = self.self_blocks if self.self_blocks is not None else [None] * len(cross_kv)
+        hidden = []
+        for i, (cross, block) in enumerate(zip(self.cross_blocks, own, strict=True)):
+            key = (None, None) if keys is None else (keys[i, 0], keys[i, 1])
+            x = cross(x, temb, cross_kv[i], key[0])
+            hidden.append(x)
+            if block is not None:
+                x = block(x, temb, None, key[1])
+                hidden.append(x)
+        return x, (jnp.stack(hidden) if collect else None)
 
     def __call__(self, x: Float[Array, "b t d"], buckets, *, vl=None, cross_kv=None, rng=None,
                  return_hidden_states: bool = False):
@@ -225,7 +175,9 @@ class DiT(nnx.Module):
         temb = self.timestep_encoder(buckets, x.dtype)
         n_cross = self.cfg.num_layers // 2 if self.self_blocks is not None else self.cfg.num_layers
         keys = (None if rng is None else jax.random.split(rng, (n_cross, 2)))
-        if self.self_blocks is None:
+        if is_unrolled(self.cross_blocks):
+            out, per = self._apply_unrolled(x, temb, cross_kv, keys, return_hidden_states)
+        elif self.self_blocks is None:
             def body(block, h, inp):
                 kv, key = inp
                 return block(h, temb, kv, None if key is None else key[0])
@@ -279,6 +231,10 @@ class SelfAttentionTransformer(nnx.Module):
 
     def __call__(self, x, rng=None):
         keys = None if rng is None else jax.random.split(rng, self.num_layers)
-        out, _ = scan_layers(self.blocks, x, lambda block, h, key: block(h, key), keys,
-                             remat=self.remat)
+        out, _ = run_layers(self.blocks, x, lambda block, h, key: block(h, key), keys,
+                            remat=self.remat)
         return out
+
+    def unroll(self, release: bool = False) -> None:
+        """Switch to the inference layout (`layers.unstack_for_inference`)."""
+        self.blocks = unstack_for_inference(self.blocks, release=release)

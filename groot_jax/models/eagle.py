@@ -16,7 +16,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
 from groot_jax.config import EagleConfig
-from groot_jax.models.layers import Dense, LayerNorm
+from groot_jax.models.layers import Dense, LayerNorm, transpose_dense
 from groot_jax.models.llm import DecoderLM
 from groot_jax.models.siglip import SiglipVisionTower
 
@@ -56,6 +56,13 @@ class EagleBackbone(nnx.Module):
         self.llm = DecoderLM(cfg.llm, rngs=rngs)
         self.projection = (Dense(cfg.llm.hidden_size, cfg.project_to_dim, rngs=rngs,
                                  axes=("embed", None)) if cfg.project_to_dim else None)
+
+    def to_inference_layout(self, release: bool = False) -> None:
+        """SigLIP's and the LLM's layers one module each, every Dense kernel [out, in], applied
+        unrolled (`layers.unstack_for_inference`); same numbers. `release`: see there."""
+        self.vision.unroll(release)
+        self.llm.unroll(release)
+        transpose_dense(self)
 
     def image_embeddings(self, pixels: Float[Array, "n h w c"]) -> Float[Array, "n p d"]:
         """Vision tower + connector: [N_img, tokens_per_image, llm width]."""

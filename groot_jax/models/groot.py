@@ -10,6 +10,11 @@ Batch / inputs (a dict of arrays; names follow the original's `eagle_*`, `state`
 
 `GR00TFunctions.loss(params, batch, rng)` and `.sample_actions(params, inputs, rng)` are pure:
 params in, numbers out, safe under `jax.jit` / `jax.grad`.
+
+For serving, `fns.inference_params(params)` lays the weights out once for the sampler
+(`layers.unstack_for_inference`: one module per layer, [out, in] kernels, unrolled; faster on
+XLA:CPU, same numbers) and returns an `InferenceParams` that `fns.sample_actions` (and
+`fns.module`) accept in place of the parameters.
 """
 from __future__ import annotations
 
@@ -65,6 +70,12 @@ class GR00T(nnx.Module):
                                        t=t, rng=r_drop if train else None,
                                        return_terms=return_terms, **flare)
 
+    def to_inference_layout(self, release: bool = False) -> None:
+        """Backbone and action head in the inference layout (see `GR00TFunctions.
+        inference_params`)."""
+        self.backbone.to_inference_layout(release)
+        self.action_head.to_inference_layout(release)
+
     def sample_actions(self, inputs: dict[str, Any], rng: jax.Array | None = None, *,
                        noise: jax.Array | None = None, num_steps: int | None = None):
         """Normalised action chunk [B, H_a, max_action_dim] by Euler integration (spec 6).
@@ -77,14 +88,45 @@ class GR00T(nnx.Module):
                                        inputs["embodiment_id"], noise, num_steps=num_steps)
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class InferenceParams:
+    """Parameters in the inference layout and the module structure they fit (static: jit
+    retraces only when the layout changes). Made by `GR00TFunctions.inference_params`."""
+
+    state: nnx.State
+    graphdef: Any = dataclasses.field(metadata=dict(static=True))
+
+
 @dataclasses.dataclass(frozen=True)
 class GR00TFunctions:
-    """The model as pure functions of its parameters (an `nnx.State` of `nnx.Param`)."""
+    """The model as pure functions of its parameters: an `nnx.State` of `nnx.Param`, or for
+    inference the `InferenceParams` of `inference_params`."""
 
     graphdef: Any
 
     def module(self, params) -> GR00T:
+        if isinstance(params, InferenceParams):
+            return nnx.merge(params.graphdef, params.state, copy=True)
         return nnx.merge(self.graphdef, params, copy=True)
+
+    def inference_params(self, params, *, release: bool = False) -> InferenceParams:
+        """The weights laid out once (outside jit) for inference: every stack of layers (SigLIP,
+        LLM, VL self-attention, DiT) as one module per layer applied unrolled, every Dense
+        kernel [out, in] (`GR00T.to_inference_layout`). `sample_actions` gives the same actions
+        from it, faster on XLA:CPU. For inference only (no training or checkpoint export).
+
+        `release=True` consumes `params` to keep one copy of the weights in memory: each
+        stacked array is emptied as soon as it is laid out, and the given state must not be
+        used afterwards. Otherwise `params` is left untouched (the layout then is a second
+        copy of the stacked weights)."""
+        if isinstance(params, InferenceParams):
+            return params
+        # copy=False: the module's Variables are `params`' own, so `release` frees them.
+        model = nnx.merge(self.graphdef, params, copy=not release)
+        model.to_inference_layout(release)
+        graphdef, state = nnx.split(model, nnx.Param)
+        return InferenceParams(state, graphdef)
 
     def loss(self, params, batch, rng, *, train: bool = True, return_terms: bool = False):
         return self.module(params).compute_loss(batch, rng, train=train, return_terms=return_terms)

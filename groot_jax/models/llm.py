@@ -16,7 +16,15 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
 from groot_jax.config import LlmConfig
-from groot_jax.models.layers import Dense, RMSNorm, attention, param, scan_layers, stack_layers
+from groot_jax.models.layers import (
+    Dense,
+    RMSNorm,
+    attention,
+    param,
+    run_layers,
+    stack_layers,
+    unstack_for_inference,
+)
 
 
 def rope_tables(positions: Int[Array, " l"], head_dim: int, theta: float):
@@ -81,6 +89,10 @@ class DecoderLM(nnx.Module):
         self.layers = stack_layers(lambda r: DecoderLayer(cfg, rngs=r), cfg.num_layers, rngs)
         self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, rngs=rngs)
 
+    def unroll(self, release: bool = False) -> None:
+        """Switch the decoder layers to the inference layout (`layers.unstack_for_inference`)."""
+        self.layers = unstack_for_inference(self.layers, release=release)
+
     def embed(self, input_ids: Int[Array, "b l"]) -> Float[Array, "b l d"]:
         return jnp.take(self.embed_tokens[...], input_ids, axis=0)
 
@@ -94,9 +106,9 @@ class DecoderLM(nnx.Module):
         causal = jnp.tril(jnp.ones((seq, seq), dtype=bool))[None]
         mask = causal if attention_mask is None else causal & attention_mask[:, None, :].astype(bool)
         mask = jnp.broadcast_to(mask, (b, seq, seq))
-        out, per_layer = scan_layers(self.layers, inputs_embeds,
-                                     lambda layer, h, _: layer(h, cos, sin, mask),
-                                     collect=return_hidden_states, remat=self.cfg.remat)
+        out, per_layer = run_layers(self.layers, inputs_embeds,
+                                    lambda layer, h, _: layer(h, cos, sin, mask),
+                                    collect=return_hidden_states, remat=self.cfg.remat)
         feature = self.norm(out)
         if return_hidden_states:
             states = jnp.concatenate([inputs_embeds[None], per_layer[:-1], feature[None]], axis=0)

@@ -1,9 +1,9 @@
 """SigLIP vision tower (HF `SiglipVisionModel`, transformers modeling_siglip.py), spec 3.6.
 
 pixels [N, H, W, C] in [-1, 1] -> patch conv (stride = kernel = patch) -> + learned positions
--> pre-LN encoder layers (scanned) -> post_layernorm -> [N, P, D]. No CLS token. The attention
-pooling head exists in the N1.5 checkpoint and is loadable here, but is never computed (GR00T
-uses `last_hidden_state`, spec 3.2).
+-> pre-LN encoder layers (scanned; unrolled in the inference layout) -> post_layernorm
+-> [N, P, D]. No CLS token. The attention pooling head exists in the N1.5 checkpoint and is
+loadable here, but is never computed (GR00T uses `last_hidden_state`, spec 3.2).
 """
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from groot_jax.config import SiglipConfig
-from groot_jax.models.layers import Dense, LayerNorm, attention, param, scan_layers, stack_layers
+from groot_jax.models.layers import (
+    Dense,
+    LayerNorm,
+    attention,
+    param,
+    run_layers,
+    stack_layers,
+    unstack_for_inference,
+)
 
 
 class SiglipEncoderLayer(nnx.Module):
@@ -67,6 +75,10 @@ class SiglipVisionTower(nnx.Module):
         self.post_layernorm = LayerNorm(d, eps=cfg.layer_norm_eps, rngs=rngs)
         self.head = SiglipPoolingHead(cfg, rngs=rngs) if cfg.has_pooling_head else None
 
+    def unroll(self, release: bool = False) -> None:
+        """Switch the encoder layers to the inference layout (`layers.unstack_for_inference`)."""
+        self.layers = unstack_for_inference(self.layers, release=release)
+
     def embed_patches(self, pixels: Float[Array, "n h w c"]) -> Float[Array, "n p d"]:
         cfg = self.cfg
         n, h, w, c = pixels.shape
@@ -85,8 +97,8 @@ class SiglipVisionTower(nnx.Module):
         `return_hidden_states`, also the HF-style tuple (embeddings, layer_1, ..., layer_L)
         stacked as [L + 1, N, P, D] (pre-post_layernorm, as HF reports them)."""
         x = self.embed_patches(pixels)
-        out, per_layer = scan_layers(self.layers, x, lambda layer, h, _: layer(h),
-                                     collect=return_hidden_states, remat=self.cfg.remat)
+        out, per_layer = run_layers(self.layers, x, lambda layer, h, _: layer(h),
+                                    collect=return_hidden_states, remat=self.cfg.remat)
         last = self.post_layernorm(out)
         if return_hidden_states:
             return last, jnp.concatenate([x[None], per_layer], axis=0)
