@@ -34,11 +34,11 @@ $(REF)/.installed: tests/reference/install.sh
 $(LEROBOT_WRITER)/.installed: tests/data/install_lerobot_writer.sh
 	bash tests/data/install_lerobot_writer.sh $(LEROBOT_WRITER)
 
-# The CPU main job: small synthetic dataset -> train the tiny preset with checkpoints -> loss
-# curve -> open-loop eval vs a mean-action baseline -> export (groot-jax + PyTorch GR00T layout).
+# The CPU main job, the user path at CPU size (groot_jax/demo.py): write a LeRobot v3.0 dataset
+# -> groot-jax train -> eval open-loop vs the mean-action baseline -> convert export -> serve.
 demo: $(VENV)/.installed
 	rm -rf runs/demo
-	$(PY) -m groot_jax.train.demo runs/demo
+	$(PY) -m groot_jax.demo runs/demo
 
 test: $(VENV)/.installed $(TPU_AOT)/.installed $(REF)/.installed $(LEROBOT_WRITER)/.installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -1,8 +1,8 @@
-"""The CPU demo run: tiny preset on the synthetic task (groot_jax/train/synthetic.py).
+"""The tiny preset on the synthetic task (groot_jax/train/synthetic.py): for tests and dry runs.
 
 Command:  groot-jax train --config tiny_synthetic --set checkpoint.dir=/tmp/tiny
-Hardware: any CPU (2 cores). Time: see `run_demo` / README (about 1.5 min for the 600-step demo).
-Expected: loss falls well below its first value; open-loop MSE beats the mean-action baseline.
+Hardware: any CPU (2 cores). Time: about a minute for 300 steps of the tiny preset.
+Expected: loss falls well below its first value.
 """
 from groot_jax.train.config import CheckpointConfig, MeshConfig, OptimConfig, TrainConfig
 

@@ -78,9 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     from groot_jax.latent.cli import register as register_latent
 
     register_latent(sub)
-    from groot_jax.train.pyramid import register as register_pyramid
-
-    register_pyramid(sub)
     return parser
 
 

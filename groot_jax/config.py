@@ -352,8 +352,9 @@ PRESETS = {"n1_5_3b": GR00TConfig.n1_5_3b, "n1_2b": GR00TConfig.n1_2b,
            "tiny": GR00TConfig.tiny, "tiny_n1": GR00TConfig.tiny_n1}
 
 
-def preset(name: str, **overrides) -> GR00TConfig:
-    """A named preset; an unknown name suggests the nearest one."""
+def preset(name: str, /, **overrides) -> GR00TConfig:
+    """A named preset; an unknown name suggests the nearest one. `name` is positional-only so
+    that an override may set the config's own `name` (an --init checkpoint's whole config)."""
     if name not in PRESETS:
         near = difflib.get_close_matches(name, PRESETS, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""

@@ -13,18 +13,13 @@ from groot_jax import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PYRAMID_CONFIG = """from groot_jax.data.mixture import SourceSpec
-from groot_jax.train.config import TrainConfig
-from groot_jax.train.pyramid import Pyramid, PyramidLevel, demo_data_configs
+DATASET_CONFIG = """from groot_jax.train.config import TrainConfig
+from groot_jax.train.data_spec import DatasetSpec, DataSpec
 
 
 def get_config():
-    return TrainConfig(model="tiny", data="pyramid", steps=2, batch_size=2)
-
-
-def get_pyramid(cfg):
-    spec = SourceSpec({data!r}, demo_data_configs()["robot"])
-    return Pyramid(levels=(PyramidLevel("robot", (spec,), 1.0),), tokenizer={tok!r})
+    return TrainConfig(model="tiny", steps=2, batch_size=2, data=DataSpec(
+        source="datasets", datasets=(DatasetSpec({data!r}),), tokenizer={tok!r}))
 """
 
 
@@ -46,7 +41,7 @@ def test_train_bad_input(tmp_path, capsys):
            "checkpoint.every")
     _fails(capsys, ["train", "--config", "tiny_synthetic", "stepz=3"], "stepz", "steps")
     cfg = tmp_path / "pyr.py"
-    cfg.write_text(PYRAMID_CONFIG.format(data=str(tmp_path / "robot"),
+    cfg.write_text(DATASET_CONFIG.format(data=str(tmp_path / "robot"),
                                          tok=str(tmp_path / "no_tokenizer")))
     _fails(capsys, ["train", "--config", str(cfg)], str(tmp_path / "no_tokenizer"), "tokenizer")
 

@@ -46,6 +46,7 @@ from groot_jax.data.prompt import PromptTokenizer, train_tiny_tokenizer
 from groot_jax.data.sidecar import load_episode
 from groot_jax.data.writers import write_actionless, write_lerobot_v2
 from groot_jax.latent import checkpoint
+from groot_jax.latent.demo_pyramid import demo_data_configs, tiny_model_overrides
 from groot_jax.latent.label import label_dataset
 from groot_jax.latent.pairs import make_pairs
 from groot_jax.latent.synthetic_world import make_goal_episodes
@@ -56,7 +57,7 @@ from groot_jax.models.latent_action import LatentActionConfig
 from groot_jax.train import loop
 from groot_jax.train import step as step_lib
 from groot_jax.train.config import MeshConfig, OptimConfig, TrainConfig
-from groot_jax.train.pyramid import MODEL_KEYS, demo_data_configs, tiny_model_overrides
+from groot_jax.train.input_pipeline import MODEL_KEYS
 
 HORIZON = 8          # action chunk of the policy
 FUTURE = 4           # FLARE future frame offset

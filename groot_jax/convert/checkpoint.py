@@ -4,8 +4,10 @@ Isaac-GR00T layout (read and written):
   config.json                      model_type gr00t_n1_5 | gr00t_n1, backbone_cfg, action_head_cfg
   model.safetensors | model-0000i-of-0000n.safetensors + model.safetensors.index.json
   experiment_cfg/metadata.json     per-embodiment statistics and modality metadata (spec 9.1)
+  experiment_cfg/data_configs.json our exports only: the data configs (convert/processor_files.py)
+  tokenizer files                  our exports only, when the model has them (TOKENIZER_FILES)
 Our model directory:
-  groot_config.json  params/ (Orbax)  metadata.json
+  groot_config.json  params/ (Orbax)  metadata.json  data_configs.json  tokenizer files
 
 Import reads tensor by tensor from memory-mapped files and places each parameter (all layers
 of a stacked parameter) on its device before reading the next, so host memory peaks near one
@@ -137,9 +139,16 @@ def _set_leaf(tree: dict, path: tuple[str, ...], value) -> None:
 
 
 # ---- our Orbax model directories ---------------------------------------------------------------
-def save_model(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | None = None) -> Path:
-    """Write our model directory (config, Orbax params, metadata). Refuses a non-empty target."""
+def save_model(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | None = None, *,
+               data_configs: dict | None = None) -> Path:
+    """Write our model directory (config, Orbax params, metadata, and data_configs.json when
+    `data_configs` {tag: DataConfig} is given). Refuses a non-empty target."""
     import orbax.checkpoint as ocp
+
+    from groot_jax.convert.processor_files import check_processor, write_data_configs
+
+    if data_configs:  # before anything is written
+        check_processor(data_configs, metadata or {}, str(out_dir))
 
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -150,6 +159,8 @@ def save_model(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | No
         ckptr.wait_until_finished()
     (out_dir / OUR_METADATA).write_text(json.dumps(metadata or {}, indent=2) + "\n")
     (out_dir / OUR_CONFIG).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    if data_configs:
+        write_data_configs(out_dir, data_configs)
     return out_dir
 
 
@@ -262,24 +273,55 @@ def store_tokenizer(model_dir, tokenizer_dir) -> list[str]:
 def import_checkpoint(ckpt_dir, out_dir, *, dtype="float32", cfg: GR00TConfig | None = None,
                       sharding_for=None, tokenizer_dir=None) -> Path:
     """`groot-jax convert import`: Isaac-GR00T / lerobot directory -> our model directory.
-    The tokenizer of `tokenizer_dir` (checked first), or one inside `ckpt_dir`, is stored too."""
+    The tokenizer of `tokenizer_dir` (checked first), or one inside `ckpt_dir`, is stored too,
+    and so are the data configs of experiment_cfg/data_configs.json (our exports have them; a
+    released checkpoint has none: Policy then takes --data-config or derives one from the
+    metadata)."""
+    from groot_jax.convert.processor_files import DATA_CONFIGS, read_data_configs
+
     if tokenizer_dir is not None:
         check_tokenizer(tokenizer_dir)
     elif has_tokenizer(ckpt_dir):
         tokenizer_dir = ckpt_dir
+    configs_path = Path(ckpt_dir) / METADATA_FILE.parent / DATA_CONFIGS
+    data_configs = read_data_configs(configs_path) if configs_path.is_file() else None
     cfg, params, metadata = read_gr00t(ckpt_dir, cfg=cfg, dtype=dtype, sharding_for=sharding_for)
-    out = save_model(out_dir, cfg, params, metadata)
+    out = save_model(out_dir, cfg, params, metadata, data_configs=data_configs)
     if tokenizer_dir is not None:
         store_tokenizer(out, tokenizer_dir)
     return out
 
 
-def export_checkpoint(model_dir, out_dir, *, dtype="float32",
+def export_checkpoint(model_dir, out_dir, *, dtype="float32", step: int | None = None,
                       max_shard_bytes: int = 5 * 2**30) -> Path:
-    """`groot-jax convert export`: our model directory -> Isaac-GR00T directory."""
-    cfg, params, metadata = load_model(model_dir)
-    return export_gr00t(out_dir, cfg, params, metadata, dtype=dtype,
-                        max_shard_bytes=max_shard_bytes)
+    """`groot-jax convert export`: our model directory, or a training run (its latest or
+    `step` checkpoint and processor/), -> Isaac-GR00T directory. experiment_cfg/metadata.json
+    holds the statistics of every embodiment; the data configs go beside it
+    (experiment_cfg/data_configs.json) and the tokenizer files to the top level, extras that
+    Isaac-GR00T / lerobot ignore and `groot-jax convert import`, Policy, eval and serve read."""
+    from groot_jax.convert.processor_files import DATA_CONFIGS, read_data_configs, write_data_configs
+    from groot_jax.convert.run_dir import is_run_dir, load_run
+
+    model_dir = Path(model_dir)
+    if is_run_dir(model_dir):
+        cfg, params, processor = load_run(model_dir, step)
+        metadata, data_configs, tokenizer = (processor.metadata, processor.data_configs,
+                                             processor.tokenizer_dir)
+    else:
+        if step is not None:
+            raise CheckpointFileError(f"{model_dir}: --step is for training runs; this is a "
+                                      "model dir (one set of weights)")
+        cfg, params, metadata = load_model(model_dir)
+        data_configs = (read_data_configs(model_dir / DATA_CONFIGS)
+                        if (model_dir / DATA_CONFIGS).is_file() else {})
+        tokenizer = model_dir if has_tokenizer(model_dir) else None
+    out = export_gr00t(out_dir, cfg, params, metadata, dtype=dtype,
+                       max_shard_bytes=max_shard_bytes)
+    if data_configs:
+        write_data_configs(out / METADATA_FILE.parent, data_configs)
+    if tokenizer is not None:
+        store_tokenizer(out, tokenizer)
+    return out
 
 
 def load_pretrained(path, *, dtype=None, cfg: GR00TConfig | None = None, sharding_for=None):

@@ -33,7 +33,7 @@ def _export(args) -> int:
     from groot_jax.convert.checkpoint import export_checkpoint
 
     t0 = time.perf_counter()
-    out = export_checkpoint(args.model_dir, args.out_dir, dtype=args.dtype,
+    out = export_checkpoint(args.model_dir, args.out_dir, dtype=args.dtype, step=args.step,
                             max_shard_bytes=int(args.max_shard_gb * 2**30))
     print(f"exported {args.model_dir} -> {out} ({args.dtype}) in {time.perf_counter() - t0:.1f}s")
     return 0
@@ -53,9 +53,14 @@ def register(subparsers) -> None:
                      help="Eagle/Qwen3 tokenizer files to store in the model dir (a released "
                           "GR00T checkpoint has none; `serve` and `eval` need one)")
     imp.set_defaults(func=_import)
-    exp = sub.add_parser("export", help="groot-jax model dir -> Isaac-GR00T checkpoint dir")
-    exp.add_argument("model_dir")
+    exp = sub.add_parser("export", help="training run or groot-jax model dir -> Isaac-GR00T "
+                         "checkpoint dir (metadata.json with the stats of every embodiment; "
+                         "data configs in experiment_cfg/data_configs.json, tokenizer files at "
+                         "the top level)")
+    exp.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR")
     exp.add_argument("out_dir")
+    exp.add_argument("--step", type=int, default=None,
+                     help="a training run's checkpoint step (default: the latest)")
     exp.add_argument("--dtype", default="float32", choices=["float32", "fp32", "bfloat16", "bf16"])
     exp.add_argument("--max-shard-gb", type=float, default=5.0)
     exp.set_defaults(func=_export)

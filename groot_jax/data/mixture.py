@@ -38,13 +38,16 @@ def detect_kind(path: str | Path) -> str | None:
     return None
 
 
-def open_source(spec: SourceSpec):
-    """SourceSpec -> an EpisodeSource: the one place that maps a dataset kind (and a LeRobot
-    codebase version) to its reader."""
-    if spec.kind == "lerobot":
-        info = Path(spec.path) / "meta" / "info.json"
-        if not info.exists():
-            raise DataError(f"{info}: not found")
+def open_reader(path: str, kind: str = "lerobot", *, name: str | None = None,
+                action_sidecar: str | None = None, config: DataConfig | None = None,
+                split: str = "train"):
+    """A dataset's EpisodeSource, not yet checked against a data config: the one place that maps
+    a dataset kind (and a LeRobot codebase version) to its reader. `config` only for RLDS, whose
+    reader needs it."""
+    if kind == "lerobot":
+        from groot_jax.data.dataset_config import info_path
+
+        info = info_path(path)  # DataError naming the path when it is not a LeRobot dataset
         try:
             ver = str(json.loads(info.read_text()).get("codebase_version", ""))
         except json.JSONDecodeError as e:  # json's own message names no file
@@ -52,38 +55,49 @@ def open_source(spec: SourceSpec):
         if ver.startswith("v3"):
             from groot_jax.data.lerobot_v3 import LeRobotV3Source
 
-            src = LeRobotV3Source(spec.path, name=spec.name)
+            src = LeRobotV3Source(path, name=name)
         else:
             from groot_jax.data.lerobot_v2 import LeRobotV2Source
 
-            src = LeRobotV2Source(spec.path, name=spec.name)
-    elif spec.kind == "rlds":
+            src = LeRobotV2Source(path, name=name)
+    elif kind == "rlds":
         from groot_jax.data.rlds import RLDSSource
 
-        src = RLDSSource(spec.path, spec.config, split=spec.split, name=spec.name)
-    elif spec.kind == "actionless":
+        if config is None:
+            raise DataError(f"{path}: an RLDS source needs its data config")
+        src = RLDSSource(path, config, split=split, name=name)
+    elif kind == "actionless":
         from groot_jax.data.actionless import ActionlessSource
 
-        src = ActionlessSource(spec.path, name=spec.name)
+        src = ActionlessSource(path, name=name)
     else:
-        raise DataError(f"unknown source kind {spec.kind!r}")
-    if spec.action_sidecar is not None:
+        raise DataError(f"unknown source kind {kind!r}")
+    if action_sidecar is not None:
         from groot_jax.data.sidecar_actions import SidecarActionSource
 
-        src = SidecarActionSource(src, spec.action_sidecar)
+        src = SidecarActionSource(src, action_sidecar)
+    return src
+
+
+def open_source(spec: SourceSpec):
+    """SourceSpec -> an EpisodeSource checked against the spec's data config."""
+    src = open_reader(spec.path, spec.kind, name=spec.name, action_sidecar=spec.action_sidecar,
+                      config=spec.config, split=spec.split)
     src.check_config(spec.config)
     return src
 
 
-def mixture_stats(sources, specs: list[SourceSpec]) -> dict[str, dict]:
+def mixture_stats(sources, specs: list[SourceSpec], per_source: list | None = None
+                  ) -> dict[str, dict]:
     """{embodiment_tag: {"state"|"action": {name: {stat: array}}}} merged with the mixture weights
     over the datasets sharing a tag (one dataset: its own stats). Action-less sources contribute
-    no statistics."""
+    no statistics. `per_source`: each source's key stats when already known (else source_stats)."""
     groups: dict[str, list] = {}
-    for src, spec in zip(sources, specs, strict=True):
+    for i, (src, spec) in enumerate(zip(sources, specs, strict=True)):
         if not src.modality.state and not src.modality.action:
             continue
-        groups.setdefault(spec.config.embodiment_tag, []).append((source_stats(src), spec.weight))
+        st = per_source[i] if per_source is not None else source_stats(src)
+        groups.setdefault(spec.config.embodiment_tag, []).append((st, spec.weight))
     out = {}
     for tag, items in groups.items():
         merged = {}

@@ -200,6 +200,83 @@ class DataConfig:
     def replace(self, **kw) -> DataConfig:
         return dataclasses.replace(self, **kw)
 
+    def to_json(self) -> dict:
+        """A JSON object of every field (tuples as lists); `from_json` reads it back equal."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, dict) else v)
+        return out
+
+    @classmethod
+    def from_json(cls, obj, source: str = "data config") -> DataConfig:
+        """Inverse of `to_json`. Fields with a default may be absent (files written before a
+        field existed still load); a missing required field, an unknown field or a value of the
+        wrong type is a DataError naming `source` (the file) and the field."""
+        if not isinstance(obj, dict):
+            raise DataError(f"{source}: a data config must be a JSON object, got {type(obj).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(obj) - set(fields))
+        if unknown:
+            raise DataError(f"{source}: unknown data config field(s) {unknown} "
+                            f"(known: {sorted(fields)})")
+        missing = [n for n, f in fields.items() if n not in obj and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise DataError(f"{source}: data config lacks required field(s) {missing}")
+        kw = {}
+        for name, value in obj.items():
+            kw[name] = _field_value(name, value, source)
+        return cls(**kw)
+
+
+_STR_FIELDS = ("name", "embodiment_tag")
+_KEY_TUPLES = ("video_keys", "state_keys", "action_keys", "language_keys")
+_INT_TUPLES = ("observation_indices", "action_indices")
+_STR_MAPS = ("state_normalization", "action_normalization", "state_target_rotations",
+             "action_target_rotations")
+_INTS = ("image_size", "max_state_dim", "max_action_dim")
+
+
+def _field_value(name: str, value, source: str):
+    """One DataConfig field from JSON, typed as the dataclass holds it (tuples, not lists)."""
+    def bad(expected: str):
+        return DataError(f"{source}: data config field {name!r} must be {expected}, got {value!r}")
+
+    if name in _STR_FIELDS:
+        if not isinstance(value, str) or not value:
+            raise bad("a non-empty string")
+        return value
+    if name in _KEY_TUPLES:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of key strings")
+        return tuple(value)
+    if name in _INT_TUPLES:
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise bad("a non-empty list of integers")
+        return tuple(value)
+    if name in _STR_MAPS:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise bad("an object of key -> string")
+        return dict(value)
+    if name in _INTS:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise bad("a positive integer")
+        return value
+    if name == "crop_scale":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+            raise bad("a number in (0, 1]")
+        return float(value)
+    if name == "color_jitter":
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise bad("null or a list of 4 numbers (brightness, contrast, saturation, hue)")
+        return tuple(float(v) for v in value)
+    raise DataError(f"{source}: data config field {name!r} has no JSON reader")  # a new field
+
 
 def clamp_indices(step_indices: np.ndarray, length: int) -> np.ndarray:
     """Video/language rule: indices clamped into [0, length-1]."""

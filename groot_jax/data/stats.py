@@ -237,19 +237,24 @@ def load_metadata(path) -> dict[str, dict]:
     return raw
 
 
+def stats_json_columns(source) -> dict | None:
+    """The column stats of a source's meta/stats.json when it exists, loads and covers every
+    state/action column the source reads; None otherwise (the original then recomputes)."""
+    p = Path(source.root) / "meta" / "stats.json"
+    if not p.exists():
+        return None
+    try:
+        cols = load_stats_json(p)
+    except (DataError, ValueError, KeyError):
+        return None
+    needed = {m.original_key for m in source.modality.state.values()}
+    needed |= {m.original_key for m in source.modality.action.values()}
+    return cols if needed <= set(cols) else None
+
+
 def source_stats(source, use_stats_json: bool = True) -> dict:
     """Per-key stats of a source: from meta/stats.json when present and complete, else computed."""
-    p = Path(source.root) / "meta" / "stats.json"
-    cols = None
-    if use_stats_json and p.exists():
-        try:
-            cols = load_stats_json(p)
-            needed = {m.original_key for m in source.modality.state.values()}
-            needed |= {m.original_key for m in source.modality.action.values()}
-            if not needed <= set(cols):
-                cols = None
-        except (DataError, ValueError, KeyError):
-            cols = None  # the original recomputes when stats.json is missing or invalid
+    cols = stats_json_columns(source) if use_stats_json else None
     if cols is None:
         cols = compute_column_stats(source)
     return key_stats(source, cols)

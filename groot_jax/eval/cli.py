@@ -1,27 +1,91 @@
-"""`groot-jax eval open-loop`."""
+"""`groot-jax eval open-loop --model RUN_OR_MODEL_DIR --dataset DIR`.
+
+The data config, statistics and tokenizer come with the model (a training run's processor/, a
+model dir's top level); --data-config / --embodiment-tag / --tokenizer override them. The
+dataset is a GR00T-flavour LeRobot v2.x or v3.0 dataset with actions. Output (default
+`<model>/eval/open_loop`, a new folder beside the weights; never inside the dataset):
+plots/episode_<n>_<key>.png per episode and action key, and open_loop.json (MSE/MAE per key and
+over all, the same for the mean-action baseline, the plot paths).
+"""
 from __future__ import annotations
+
+
+def data_config_override(name: str | None):
+    """The preset named by --data-config, or None; unknown names list the presets (a
+    ValueError: `groot-jax` prints it as one line)."""
+    if name is None:
+        return None
+    from groot_jax.data.embodiments import PRESETS
+
+    if name not in PRESETS:
+        raise ValueError(f"--data-config {name!r}: not a preset; choose one of {sorted(PRESETS)} "
+                         "or leave it out to use the data config stored with the model")
+    return PRESETS[name]()
+
+
+def check_model_path(path: str) -> None:
+    """One line when --model is neither a training run nor a model / GR00T checkpoint dir."""
+    from pathlib import Path
+
+    from groot_jax.convert.checkpoint import OUR_CONFIG, CheckpointFileError
+    from groot_jax.convert.run_dir import is_run_dir
+
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointFileError(f"--model {path}: no such directory")
+    if not (is_run_dir(p) or (p / OUR_CONFIG).is_file() or (p / "config.json").is_file()):
+        raise CheckpointFileError(f"--model {path}: neither a training run (run_config.json, "
+                                  f"step folders) nor a model dir ({OUR_CONFIG}) nor an "
+                                  "Isaac-GR00T checkpoint (config.json)")
+
+
+def open_dataset(path: str, data_config):
+    """The evaluated dataset's episode source (LeRobot v2.x or v3.0), checked against the
+    data config; DataError naming the path when it is not a LeRobot dataset."""
+    from groot_jax.data.errors import DataError
+    from groot_jax.data.mixture import detect_kind, open_reader
+
+    kind = detect_kind(path)
+    if kind != "lerobot":
+        raise DataError(f"--dataset {path}: not a LeRobot dataset (no meta/info.json); open-loop "
+                         "evaluation needs recorded actions")
+    source = open_reader(path, "lerobot")
+    source.check_config(data_config)
+    return source
 
 
 def _open_loop(args) -> int:
     from pathlib import Path
 
-    from groot_jax.data.embodiments import PRESETS
-    from groot_jax.data.lerobot_v2 import LeRobotV2Source
     from groot_jax.eval.open_loop import open_loop, summary_json
     from groot_jax.eval.policy import Policy
 
-    data_config = PRESETS[args.data_config]()
-    if args.embodiment_tag:
-        data_config = data_config.replace(embodiment_tag=args.embodiment_tag)
-    policy = Policy(args.model, data_config, tokenizer_dir=args.tokenizer, num_steps=args.steps)
-    source = LeRobotV2Source(args.dataset)
-    episodes = ([int(e) for e in args.episodes.split(",")] if args.episodes
-                else list(range(len(source.episode_lengths))))
+    check_model_path(args.model)
+    policy = Policy(args.model, data_config_override(args.data_config),
+                    embodiment=args.embodiment_tag, tokenizer_dir=args.tokenizer,
+                    step=args.step, num_steps=args.steps)
+    source = open_dataset(args.dataset, policy.data_config)
+    n = len(source.episode_lengths)
+    episodes = ([int(e) for e in args.episodes.split(",")] if args.episodes else list(range(n)))
+    bad = [e for e in episodes if not 0 <= e < n]
+    if bad:
+        raise ValueError(f"--episodes {bad}: {args.dataset} has episode positions 0..{n - 1}")
+    out = Path(args.out) if args.out else Path(args.model) / "eval" / "open_loop"
+    out.mkdir(parents=True, exist_ok=True)
     result = open_loop(policy, source, episodes, every=args.every, batch_size=args.batch_size,
-                       plot_dir=Path(args.out) / "plots")
-    text = summary_json(result)
-    (Path(args.out) / "open_loop.json").write_text(text + "\n")
-    print(text)
+                       plot_dir=out / "plots")
+    text = summary_json(result, model=str(args.model), dataset=str(args.dataset),
+                        data_config=policy.data_config.name,
+                        embodiment_tag=policy.data_config.embodiment_tag)
+    (out / "open_loop.json").write_text(text + "\n")
+    # A short table, not the JSON (which lists every plot): what a newcomer reads first.
+    base = result["mean_action"]
+    print(f"open-loop action error over {len(episodes)} episodes (every {args.every}th frame):")
+    for key, m in result["per_key"].items():
+        print(f"  {key}: MSE {m['mse']:.4f} (mean-action baseline {base['per_key'][key]['mse']:.4f})"
+              f", MAE {m['mae']:.4f} (baseline {base['per_key'][key]['mae']:.4f})")
+    print(f"  all keys: MSE {result['mse']:.4f} (baseline {base['mse']:.4f})")
+    print(f"wrote {out / 'open_loop.json'} and {len(result['plots'])} plots in {out / 'plots'}")
     return 0
 
 
@@ -29,14 +93,19 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser("eval", help="evaluate a policy")
     sub = ev.add_subparsers(dest="eval_command", required=True)
     p = sub.add_parser("open-loop", help="predicted vs recorded actions on held-out episodes")
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", required=True, help="LeRobot v2.x (GR00T flavour) dataset dir")
-    p.add_argument("--data-config", required=True)
-    p.add_argument("--embodiment-tag", default=None)
-    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--model", required=True,
+                   help="training run dir (latest checkpoint), groot-jax model dir or "
+                        "Isaac-GR00T checkpoint dir")
+    p.add_argument("--dataset", required=True, help="LeRobot v2.x / v3.0 (GR00T flavour) dataset")
+    p.add_argument("--step", type=int, default=None, help="a training run's checkpoint step")
+    p.add_argument("--data-config", default=None,
+                   help="data-config preset (default: the one stored with the model)")
+    p.add_argument("--embodiment-tag", default=None,
+                   help="which stored embodiment (needed when the model has several)")
+    p.add_argument("--tokenizer", default=None, help="default: the one stored with the model")
     p.add_argument("--episodes", default=None, help="comma-separated episode positions")
     p.add_argument("--every", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", default=None, help="default: <model>/eval/open_loop")
     p.set_defaults(func=_open_loop)

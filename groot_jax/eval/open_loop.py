@@ -5,6 +5,10 @@ Like the original's `eval_policy.py`, but jit-compiled and batched across episod
 first `every` steps of each chunk are stitched into a trajectory and compared with the recorded
 actions (dataset units). Reports MSE and MAE per action key and writes one PNG per episode
 and key with predicted vs true curves per joint.
+
+The baseline beside them: predicting the mean action of the model's training statistics at
+every frame (`mean_action`: its MSE and MAE, per key and over all). A model that has learned
+anything from the observations beats it; one that has not is no better than a constant.
 """
 from __future__ import annotations
 
@@ -48,16 +52,26 @@ def open_loop(policy: Policy, source, episodes: list[int], *, every: int = 16,
             n = min(every, lengths[pos] - t)
             for k in cfg.action_keys:
                 preds[pos][k][t:t + n] = out[k][i, :n]
+    mean = {k: policy.statistics["action"][k.split(".", 1)[1]]["mean"] for k in cfg.action_keys}
+    baseline = {pos: {k: np.broadcast_to(mean[k], v.shape) for k, v in keys.items()}
+                for pos, keys in truth.items()}
+    model_err, per_key = _errors(preds, truth, episodes, cfg.action_keys)
+    base_err, base_per_key = _errors(baseline, truth, episodes, cfg.action_keys)
+    plots = _plot(preds, truth, source, plot_dir) if plot_dir is not None else []
+    return {"per_key": per_key, **model_err, "episodes": len(episodes),
+            "mean_action": {"per_key": base_per_key, **base_err},
+            "predictions": preds, "truth": truth, "plots": plots}
+
+
+def _errors(preds, truth, episodes, keys) -> tuple[dict, dict]:
+    """({"mse", "mae"} over every key, {key: {"mse", "mae"}})."""
     per_key = {}
-    for k in cfg.action_keys:
+    for k in keys:
         err = np.concatenate([preds[p][k] - truth[p][k] for p in episodes])
         per_key[k] = {"mse": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err)))}
-    all_err = np.concatenate([np.concatenate([preds[p][k] - truth[p][k] for k in cfg.action_keys],
-                                             -1) for p in episodes])
-    plots = _plot(preds, truth, source, plot_dir) if plot_dir is not None else []
-    return {"per_key": per_key, "mse": float(np.mean(all_err**2)),
-            "mae": float(np.mean(np.abs(all_err))), "episodes": len(episodes),
-            "predictions": preds, "truth": truth, "plots": plots}
+    err = np.concatenate([np.concatenate([preds[p][k] - truth[p][k] for k in keys], -1)
+                          for p in episodes])
+    return {"mse": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err)))}, per_key
 
 
 def _plot(preds, truth, source, plot_dir) -> list[str]:
@@ -90,6 +104,8 @@ def _plot(preds, truth, source, plot_dir) -> list[str]:
     return paths
 
 
-def summary_json(result: dict) -> str:
-    return json.dumps({k: result[k] for k in ("per_key", "mse", "mae", "episodes", "plots")},
-                      indent=2)
+def summary_json(result: dict, **extra) -> str:
+    """The summary written as open_loop.json: metrics, the mean-action baseline, plot paths,
+    and `extra` (e.g. which model, dataset and data config were evaluated)."""
+    keys = ("per_key", "mse", "mae", "mean_action", "episodes", "plots")
+    return json.dumps({**extra, **{k: result[k] for k in keys}}, indent=2)

@@ -1,6 +1,7 @@
 """`Policy`: observation dict (the original's keys) -> un-normalised action chunk.
 
-    policy = Policy("ckpt_dir", groot_jax.data.embodiments.so100())
+    policy = Policy("run_or_model_dir")   # data config, statistics, tokenizer stored there
+    policy = Policy("ckpt_dir", groot_jax.data.embodiments.so100())   # or named explicitly
     action = policy.get_action({"video.webcam": uint8 [T, H, W, 3] or [B, T, H, W, 3],
                                 "state.single_arm": [T, 5] or [B, T, 5], ...,
                                 "annotation.human.task_description": "pick the cube"}, seed=3)
@@ -19,17 +20,30 @@ normalisation, padding to 64 dims, the Eagle prompt with the original's inferenc
 formatting `str([text])`, spec 3.5) and the jit-compiled sampler; outputs are split per action
 key and un-normalised (spec 9.3). Statistics and modality shapes come from the checkpoint's
 metadata for the data config's embodiment tag.
+
+`model_path` is a training run (its latest checkpoint, `groot_jax.convert.run_dir`), a groot-jax
+model dir or an Isaac-GR00T dir. Without `data_config` the stored one is used
+(`convert.processor_files`: the only embodiment, or `embodiment=`; a checkpoint with metadata
+but no data configs gets one derived from the metadata, with a warning); the tokenizer too.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from groot_jax.convert.checkpoint import check_tokenizer, load_pretrained, store_tokenizer
+from groot_jax.convert.checkpoint import (
+    CheckpointFileError,
+    check_tokenizer,
+    load_pretrained,
+    store_tokenizer,
+)
+from groot_jax.convert.processor_files import PROCESSOR_DIR, read_processor
+from groot_jax.convert.run_dir import is_run_dir, load_run
 from groot_jax.data.modality import DataConfig, LeRobotModality, StateActionMeta
 from groot_jax.data.processor import SampleTransform
 from groot_jax.data.prompt import PromptTokenizer, format_language, left_pad
@@ -78,17 +92,54 @@ def _stats_arrays(statistics: dict) -> dict:
             for group, keys in statistics.items()}
 
 
+def _load(model_path, data_config, embodiment, tokenizer_dir, dtype, step):
+    """(cfg, fns, params, metadata, data config, tokenizer dir) of a run / model / GR00T dir;
+    files are checked before the weights load."""
+    path = Path(model_path)
+    run = is_run_dir(path)
+    if not run and step is not None:
+        raise CheckpointFileError(f"{path}: a step is for training runs; this is a model dir")
+    processor = read_processor(path) if run or data_config is None else None
+    # A run keeps its tokenizer in processor/, a model or GR00T dir at its top level.
+    tokenizer_dir = check_tokenizer(tokenizer_dir or (path / PROCESSOR_DIR if run else path))
+    if run:
+        # Saved weights are mixed (fp32 trainable, bf16 frozen); one dtype for the sampler.
+        cfg, params, processor = load_run(path, step, dtype=dtype or "float32")
+        params = jax.device_put(params)
+        from groot_jax.models.groot import abstract
+
+        fns, metadata = abstract(cfg)[0], processor.metadata
+    else:
+        cfg, fns, params, metadata = load_pretrained(path, dtype=dtype)
+    ah = cfg.action_head
+    if data_config is None:
+        data_config = processor.data_config(embodiment, action_horizon=ah.action_horizon,
+                                            max_state_dim=ah.max_state_dim,
+                                            max_action_dim=ah.action_dim)
+    elif embodiment is not None:
+        data_config = data_config.replace(embodiment_tag=embodiment)
+    return cfg, fns, params, metadata, data_config, tokenizer_dir
+
+
 class Policy:
-    def __init__(self, model_path, data_config: DataConfig, *, tokenizer_dir=None,
+    def __init__(self, model_path, data_config: DataConfig | None = None, *,
+                 embodiment: str | None = None, tokenizer_dir=None, step: int | None = None,
                  num_steps: int = 4, dtype=None, seed: int = 0, max_seq_len: int | None = None,
                  token_buckets: tuple[int, ...] | None = None,
                  batch_buckets: tuple[int, ...] = BATCH_BUCKETS, max_prompt_chars: int = 512,
                  default_instruction: str | None = None):
-        """`token_buckets` default: `default_token_buckets(shortest prompt, max_seq_len)`;
-        `max_prompt_chars` bounds the task text; `default_instruction` replaces a missing or
-        empty one (None: such an observation is refused)."""
-        tokenizer_dir = check_tokenizer(tokenizer_dir or model_path)  # before the weights load
-        self.cfg, self.fns, self.params, metadata = load_pretrained(model_path, dtype=dtype)
+        """`data_config` / `embodiment` / `tokenizer_dir` default to the ones stored with the
+        model (see the module docstring); `embodiment` with a `data_config` replaces its tag.
+        `step`: a training run's checkpoint (default the latest). `dtype`: of the weights (a
+        run's default float32). `token_buckets` default: `default_token_buckets(shortest
+        prompt, max_seq_len)`; `max_prompt_chars` bounds the task text; `default_instruction`
+        replaces a missing or empty one (None: such an observation is refused)."""
+        (self.cfg, self.fns, self.params, metadata, data_config,
+         tokenizer_dir) = _load(model_path, data_config, embodiment, tokenizer_dir, dtype, step)
+        # The sampler's inference layout (GR00TFunctions.inference_params): one module per layer
+        # with [out, in] kernels, applied unrolled: faster on XLA:CPU, same actions. release=True
+        # frees the stacked originals as they are laid out (one copy of the weights in memory).
+        self.params = self.fns.inference_params(self.params, release=True)
         self.data_config, self.num_steps = data_config, num_steps
         tag = data_config.embodiment_tag
         if tag not in metadata:
@@ -98,8 +149,8 @@ class Policy:
         self.modality = modality_from_metadata(meta, data_config)
         tokenizer = PromptTokenizer(str(tokenizer_dir),
                                     expected_image_token_id=self.cfg.backbone.image_token_index)
-        self.transform = SampleTransform(data_config, self.modality,
-                                         _stats_arrays(meta["statistics"]), tokenizer,
+        self.statistics = _stats_arrays(meta["statistics"])  # {"state"|"action": {name: ..}}
+        self.transform = SampleTransform(data_config, self.modality, self.statistics, tokenizer,
                                          has_actions=False, inference_language_quirk=True)
         self.pad_id = tokenizer.pad_token_id
         frames = len(data_config.observation_indices)

@@ -6,7 +6,8 @@ episode_*.npz), `train_lam` / `train_idm` (small optax loops on `loop`), `checkp
 `sidecar` (the atomic, resumable writer of label files beside a dataset; groot_jax/data/sidecar.py
 owns the format and reads them, groot_jax/data/sidecar_actions.py turns them into actions),
 `label` (labelling loops), `demo_pyramid` (the synthetic data pyramid with its sidecars), `cli`
-(`latent-actions` and `idm` sub-commands). The pyramid mixture that trains on the labels is
-groot_jax/train/pyramid.py. Dependencies: this package uses groot_jax.data and groot_jax.models;
-groot_jax.data and groot_jax.train import nothing from here.
+(`latent-actions` and `idm` sub-commands). The pyramid that trains on the labels is a data spec
+with levels (demo_pyramid.pyramid_data_spec), read by groot_jax/train/input_pipeline.py.
+Dependencies: this package uses groot_jax.data, groot_jax.models and the run's data spec
+(groot_jax.train.data_spec); groot_jax.data and groot_jax.train import nothing from here.
 """

@@ -1,9 +1,13 @@
 """`groot-jax serve`: a Policy behind the ZeroMQ server.
 
-Cheap checks run first (port free, data config known, tokenizer present), then the model loads
-and every (token bucket, batch bucket) compiles before "serving" is printed. SIGTERM or Ctrl-C
-never interrupts a compile or a batch: the server answers every request it has received, then
-exits 0; a second signal quits at once.
+`--model` is a training run (its latest checkpoint, or --step), a groot-jax model dir or an
+Isaac-GR00T dir; the data config, statistics and tokenizer stored with it are used unless
+--data-config / --embodiment-tag / --tokenizer override them, so `get_action` answers in the
+widths and units of the dataset the model was trained on. Cheap checks run first (port free,
+model path a model, data config known, tokenizer present), then the model loads and every
+(token bucket, batch bucket) compiles before "serving" is printed. SIGTERM or Ctrl-C never
+interrupts a compile or a batch: the server answers every request it has received, then exits
+0; a second signal quits at once.
 """
 from __future__ import annotations
 
@@ -34,14 +38,19 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 
 
 def _serve(args) -> int:
+    from pathlib import Path
+
     from groot_jax.convert.checkpoint import CheckpointFileError, check_tokenizer
-    from groot_jax.data.embodiments import PRESETS
+    from groot_jax.convert.processor_files import PROCESSOR_DIR
+    from groot_jax.convert.run_dir import is_run_dir
+    from groot_jax.eval.cli import check_model_path, data_config_override
 
     _check_port(args.host, args.port)
-    if args.data_config not in PRESETS:
-        raise SystemExit(f"unknown data config {args.data_config!r}; known: {sorted(PRESETS)}")
-    try:
-        check_tokenizer(args.tokenizer or args.model)
+    check_model_path(args.model)
+    data_config = data_config_override(args.data_config)
+    try:  # a run keeps its tokenizer in processor/, a model dir at its top level
+        check_tokenizer(args.tokenizer or (Path(args.model) / PROCESSOR_DIR
+                                           if is_run_dir(args.model) else args.model))
     except CheckpointFileError as e:
         raise SystemExit(str(e)) from None
 
@@ -64,11 +73,9 @@ def _serve(args) -> int:
     from groot_jax.eval.policy import BATCH_BUCKETS, Policy
     from groot_jax.serve.server import PolicyServer
 
-    data_config = PRESETS[args.data_config]()
-    if args.embodiment_tag:
-        data_config = data_config.replace(embodiment_tag=args.embodiment_tag)
     try:
-        policy = Policy(args.model, data_config, tokenizer_dir=args.tokenizer,
+        policy = Policy(args.model, data_config, embodiment=args.embodiment_tag,
+                        tokenizer_dir=args.tokenizer, step=args.step,
                         num_steps=args.steps, seed=args.seed, max_seq_len=args.max_seq_len,
                         token_buckets=_ints(args.token_buckets),
                         batch_buckets=_ints(args.batch_buckets) or BATCH_BUCKETS,
@@ -94,7 +101,7 @@ def _serve(args) -> int:
     except (OSError, ValueError) as e:
         raise SystemExit(str(e)) from None
     meta = policy.metadata()
-    print(f"serving {args.model} ({data_config.name}) on tcp://{args.host}:{args.port}; token "
+    print(f"serving {args.model} ({policy.data_config.name}) on tcp://{args.host}:{args.port}; token "
           f"buckets {meta['token_buckets']}, batch buckets {meta['batch_buckets']}, gathering "
           f"up to {server.batch_limit} request rows per call", flush=True)
     if stopping.is_set():
@@ -107,11 +114,16 @@ def _serve(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve a policy over ZeroMQ (msgpack numpy)")
-    p.add_argument("--model", required=True, help="groot-jax model dir or GR00T checkpoint dir")
-    p.add_argument("--data-config", required=True, help="embodiment data config preset")
-    p.add_argument("--embodiment-tag", default=None)
+    p.add_argument("--model", required=True,
+                   help="training run dir, groot-jax model dir or GR00T checkpoint dir")
+    p.add_argument("--step", type=int, default=None, help="a training run's checkpoint step "
+                   "(default: the latest)")
+    p.add_argument("--data-config", default=None,
+                   help="data config preset (default: the one stored with the model)")
+    p.add_argument("--embodiment-tag", default=None,
+                   help="which stored embodiment (needed when the model has several)")
     p.add_argument("--tokenizer", default=None, metavar="DIR",
-                   help="Eagle/Qwen3 tokenizer files (default: the model dir)")
+                   help="Eagle/Qwen3 tokenizer files (default: the ones stored with the model)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--steps", type=int, default=4)

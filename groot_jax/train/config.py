@@ -16,6 +16,7 @@ import typing
 from typing import Any, Literal
 
 from groot_jax.config import GR00TConfig, preset
+from groot_jax.train.data_spec import DatasetSpec, DataSpec  # noqa: F401 (DatasetSpec: re-export)
 
 
 def _is_count(v: Any) -> bool:
@@ -72,6 +73,13 @@ class TrainConfig:
     name: str = "default"
     model: str = "n1_5_3b"                 # preset name in groot_jax.config.PRESETS
     model_overrides: tuple[tuple[str, Any], ...] = ()
+    # Fine-tune from this Isaac-GR00T / groot-jax model directory (groot_jax/train/init_from.py,
+    # which also sets model_overrides to the checkpoint's whole config, so the run records it).
+    init: str | None = None
+    # Size the LLM vocabulary and <IMG_CONTEXT> id to data.tokenizer when the run starts (tiny
+    # from-scratch runs on a small tokenizer; the sized values land in model_overrides, so
+    # run_config.json records them). Ignored with `init`, whose checkpoint fixes the model.
+    model_from_tokenizer: bool = False
     # What is trained (the original's flags; finetune-script defaults).
     tune_visual: bool = False
     tune_llm: bool = False
@@ -106,10 +114,11 @@ class TrainConfig:
     wandb_project: str | None = None
     progress: bool = True
     peak_flops_per_device: float | None = None   # for MFU; None: guess from the device kind
-    # Data (synthetic until the real pipeline is wired; see groot_jax/train/synthetic.py).
-    data: str = "synthetic"
-    num_views: int = 1
-    prompt_len: int = 24
+    # Data: the synthetic task (groot_jax/train/synthetic.py) or datasets on disk
+    # (groot_jax/train/data_spec.py, read by groot_jax/train/input_pipeline.py).
+    data: DataSpec = DataSpec()
+    num_views: int = 1        # synthetic source only
+    prompt_len: int = 24      # synthetic source only
 
     def __post_init__(self):
         for f in ("steps", "batch_size", "grad_accum", "log_every"):
@@ -134,6 +143,56 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, default=str)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverse of `dataclasses.asdict` (and of `to_json` after json.loads): nested dataclasses,
+        tuples and the model overrides' config dataclasses rebuilt; an unknown field is an error
+        naming it."""
+        cfg = _build(cls, data, "TrainConfig")
+        return dataclasses.replace(cfg, model_overrides=tuple(
+            (name, _model_override(name, value)) for name, value in cfg.model_overrides))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    """`value` (JSON-like: dicts and lists) as an instance of the annotation `tp`."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp) if f.init}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ValueError(f"{where}: {tp.__name__} has no field(s) {unknown}")
+        return tp(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            if a is not type(None) and (
+                    (dataclasses.is_dataclass(a) and isinstance(value, dict))
+                    or (typing.get_origin(a) is tuple and isinstance(value, (list, tuple)))):
+                return _build(a, value, where)
+        return value
+    if origin is tuple and isinstance(value, (list, tuple)):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v, where) for v in value)
+        if args:
+            return tuple(_build(a, v, where) for a, v in zip(args, value, strict=True))
+        return tuple(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _model_override(name: str, value: Any) -> Any:
+    """A model override value back in its GR00TConfig field's type (a saved override of
+    `backbone` is a dict in JSON)."""
+    hints = typing.get_type_hints(GR00TConfig)
+    return _build(hints[name], value, f"model_overrides.{name}") if name in hints else value
+
 
 def _parse_value(text: str) -> Any:
     # Only "None"/"null" mean None: lowercase "none" is a legitimate value (remat=none).
@@ -153,6 +212,12 @@ def _replace_path(obj: Any, path: list[str], text: str) -> Any:
         raise KeyError(f"{type(obj).__name__} has no field {path[0]!r}.{hint}")
     if len(path) == 1:
         want = typing.get_type_hints(type(obj))[path[0]]
+        item = typing.get_args(want)[0] if typing.get_origin(want) is tuple else None
+        if item is not None and dataclasses.is_dataclass(item):
+            # Tuples of specs come from flags (e.g. --dataset/--weight), not from a literal.
+            raise ValueError(f"{type(obj).__name__}.{path[0]} is a tuple of {item.__name__} "
+                             f"and is set by its command-line flags (--dataset DIR ...), not "
+                             f"by KEY=VALUE")
         value = _parse_value(text)
         if not _fits(value, want) and _fits(text, want):
             value = text   # a str field given digits, e.g. checkpoint.dir=2024

@@ -58,14 +58,49 @@ def build_mesh(cfg: TrainConfig, devices=None) -> Mesh:
     return sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
 
 
-def default_data(cfg: TrainConfig) -> grain.DatasetIterator:
-    if cfg.data != "synthetic":
-        # Never fall back to the synthetic task silently when the config asked for real data.
-        raise ValueError(f"TrainConfig.data={cfg.data!r}: the loop builds only the 'synthetic' "
-                         f"task itself; pass data_iter= (the CLI does for a config file that "
-                         f"defines get_pyramid(cfg))")
+RUN_CONFIG = "run_config.json"
+# Model presets the synthetic task may train (tests, dry runs, the CPU demo); a real model
+# trains only on datasets.
+SYNTHETIC_MODELS = ("tiny", "tiny_n1")
+
+
+def default_data(cfg: TrainConfig, log: Callable[[str], None] = print) -> grain.DatasetIterator:
+    """The run's data: the Grain pipeline of cfg.data's datasets (its processor files written
+    into checkpoint.dir first), or the synthetic task."""
+    if cfg.data.source == "datasets":
+        from groot_jax.train import input_pipeline
+
+        return input_pipeline.prepare(cfg, log=log)
+    if cfg.model not in SYNTHETIC_MODELS:
+        # Never let a real model train on the synthetic task by default.
+        raise ValueError(f"{cfg.name} (model {cfg.model}) needs --dataset DIR: the synthetic "
+                         f"task is only for the {'/'.join(SYNTHETIC_MODELS)} presets")
     task = synthetic.SyntheticTask.for_model(cfg.model_config(), cfg.num_views, cfg.prompt_len)
     return iter(synthetic.dataset(task, cfg.batch_size, seed=cfg.seed))
+
+
+def write_run_config(cfg: TrainConfig) -> str:
+    """`<checkpoint.dir>/run_config.json`: the whole TrainConfig (data spec and model included),
+    what a resume, eval, serve and export read back (TrainConfig.from_json)."""
+    path = os.path.join(cfg.checkpoint.dir, RUN_CONFIG)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(cfg.to_json())
+    os.replace(tmp, path)
+    return path
+
+
+def read_run_config(directory: str) -> TrainConfig | None:
+    """The TrainConfig saved in a run directory, or None when it has none."""
+    path = os.path.join(directory, RUN_CONFIG)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        text = f.read()
+    try:
+        return TrainConfig.from_json(text)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: not a run config this version can read ({e})") from e
 
 
 def jit_train_step(cfg: TrainConfig, s: state_lib.Setup) -> Callable:
@@ -155,7 +190,9 @@ def train(cfg: TrainConfig, *, data_iter: grain.DatasetIterator | None = None,
             check_writable_dir(log_dir, "log_dir")
         mesh = mesh or build_mesh(cfg)
         s = state_lib.setup(cfg, mesh)
-        data_iter = data_iter if data_iter is not None else default_data(cfg)
+        if ckpt and is_main:
+            write_run_config(cfg)
+        data_iter = data_iter if data_iter is not None else default_data(cfg, log)
         # From here on a SIGTERM (preemption) means "save and exit", also during restore and
         # compile and during the final save.
         with _Preemption() as pre:

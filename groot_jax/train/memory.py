@@ -18,30 +18,49 @@ from groot_jax.train.config import TrainConfig
 GiB = 2**30
 
 
-def abstract_batch(cfg: TrainConfig, mesh) -> dict:
+def synthetic_shapes(cfg: TrainConfig) -> dict:
+    """{key: (shape, dtype)} of a global batch of the synthetic task (cfg.num_views views,
+    cfg.prompt_len text tokens)."""
     m = cfg.model_config()
     b, v = cfg.batch_size, cfg.num_views
     seq = cfg.prompt_len + v * m.backbone.tokens_per_image
     size = m.backbone.vision.image_size
     ah = m.action_head
-    sh = sharding.batch_sharding(mesh)
-    spec = dict(input_ids=((b, seq), np.int32), attention_mask=((b, seq), np.bool_),
+    return dict(input_ids=((b, seq), np.int32), attention_mask=((b, seq), np.bool_),
                 pixel_values=((b, v, size, size, 3), np.float32),
                 state=((b, 1, ah.max_state_dim), np.float32), embodiment_id=((b,), np.int32),
                 action=((b, ah.action_horizon, ah.action_dim), np.float32),
                 action_mask=((b, ah.action_horizon, ah.action_dim), np.float32))
+
+
+def batch_shapes(batch: dict, global_batch: int) -> dict:
+    """{key: (shape, dtype)} of one real (per-process) batch, its rows scaled to the global
+    batch: what the dry run compiles for when the run reads datasets."""
+    return {k: ((global_batch,) + tuple(np.shape(v)[1:]), np.asarray(v).dtype)
+            for k, v in batch.items()}
+
+
+def abstract_batch(cfg: TrainConfig, mesh, shapes: dict | None = None) -> dict:
+    sh = sharding.batch_sharding(mesh)
+    spec = shapes if shapes is not None else synthetic_shapes(cfg)
     return {k: jax.ShapeDtypeStruct(s, d, sharding=sh) for k, (s, d) in spec.items()}
 
 
-def report(cfg: TrainConfig, mesh=None, tpu: str | None = None) -> dict:
+def format_shapes(shapes: dict) -> str:
+    return ", ".join(f"{k} {list(s)} {np.dtype(d).name}" for k, (s, d) in shapes.items())
+
+
+def report(cfg: TrainConfig, mesh=None, tpu: str | None = None, shapes: dict | None = None
+           ) -> dict:
     """Bytes per device: arguments (state + batch), outputs, temporaries, and their peak sum.
-    `tpu`: a TPU slice ("v5e:1x1") to compile for instead of the local devices."""
+    `tpu`: a TPU slice ("v5e:1x1") to compile for instead of the local devices. `shapes`: the
+    batch's {key: (shape, dtype)} (batch_shapes of a real batch); default the synthetic task's."""
     if mesh is None:
         mesh = loop.build_mesh(cfg, devices=tpu_aot.devices(tpu) if tpu else None)
     s = state_lib.setup(cfg, mesh)
     step = loop.jit_train_step(cfg, s)
     rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=sharding.replicated(mesh))
-    lowered = step.lower(s.abstract_state, abstract_batch(cfg, mesh), rng)
+    lowered = step.lower(s.abstract_state, abstract_batch(cfg, mesh, shapes), rng)
     compiled = tpu_aot.compile_or_oom(lowered) if tpu else lowered.compile()
     ma = compiled.memory_analysis()
     state_bytes = _per_device_bytes(s.abstract_state)
@@ -49,6 +68,8 @@ def report(cfg: TrainConfig, mesh=None, tpu: str | None = None) -> dict:
     out = dict(target=f"{device.device_kind} ({tpu})" if tpu else device.device_kind,
                devices=int(np.prod(list(mesh.shape.values()))), mesh=dict(mesh.shape),
                batch_size=cfg.batch_size, trainable=s.n_trainable, frozen=s.n_frozen,
+               batch=format_shapes(shapes if shapes is not None else synthetic_shapes(cfg)),
+               batch_source="data pipeline" if shapes is not None else "synthetic task",
                state_bytes=state_bytes,
                argument_bytes=int(ma.argument_size_in_bytes),
                output_bytes=int(ma.output_size_in_bytes),
@@ -77,6 +98,7 @@ def format_report(r: dict) -> str:
         f"compiled for {r['target']}: mesh {r['mesh']} ({r['devices']} devices), "
         f"global batch {r['batch_size']}",
         f"parameters: trainable {r['trainable']:,}, frozen {r['frozen']:,}",
+        f"batch ({r['batch_source']}): {r['batch']}",
         f"per device: train state {g('state_bytes')}",
         f"            arguments   {g('argument_bytes')}  (state + batch)",
         f"            outputs     {g('output_bytes')}  (aliased with donated inputs: "

@@ -1,5 +1,6 @@
-"""The pyramid mixture: weights per level, checks, batches through the data layer, and the model's
-loss on them (flow matching masked per sample, FLARE on everything with a future frame)."""
+"""The data pyramid as a data spec with levels: weights per level, checks, batches through the one
+input pipeline (groot_jax/train/input_pipeline.py), and the model's loss on them (flow matching
+masked per sample, FLARE on everything with a future frame)."""
 import dataclasses
 import os
 import subprocess
@@ -11,19 +12,15 @@ import numpy as np
 import pytest
 
 from groot_jax.data.embodiments import embodiment_id
-from groot_jax.data.mixture import SourceSpec
-from groot_jax.latent.demo_pyramid import make_demo_data
-from groot_jax.train.config import TrainConfig
-from groot_jax.train.pyramid import (
-    Pyramid,
-    PyramidLevel,
+from groot_jax.latent.demo_pyramid import make_demo_data, tiny_model_overrides
+from groot_jax.train.cli import load_module
+from groot_jax.train.config import TrainConfig, apply_overrides
+from groot_jax.train.data_spec import DatasetSpec, DataSpec
+from groot_jax.train.input_pipeline import (
     build_pipeline,
-    demo_data_configs,
-    load_run,
     model_batch,
-    tiny_model_overrides,
-    tokenizer_ids,
-    validate,
+    resolve,
+    sized_to_tokenizer,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,67 +36,75 @@ def demo(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_cfg(demo):
+def cfg(demo):
     os.environ["GROOT_PYRAMID_DATA"] = str(demo)
     try:
-        cfg, pyramid = load_run(CONFIG, ["batch_size=24"])
+        base = load_module(CONFIG).get_config()
     finally:
         del os.environ["GROOT_PYRAMID_DATA"]
-    return cfg, pyramid
+    return sized_to_tokenizer(apply_overrides(base, ["batch_size=24"]))
 
 
-def test_level_weights_and_names(run_cfg):
-    _, pyramid = run_cfg
-    specs = pyramid.specs()
-    w = {s.name: s.weight for s in specs}
+def _one(cfg, spec: DatasetSpec, future=4, flare=True) -> TrainConfig:
+    model = dict(cfg.model_overrides)
+    model["action_head"] = dataclasses.replace(model["action_head"], flare=dataclasses.replace(
+        model["action_head"].flare, enabled=flare))
+    return dataclasses.replace(cfg, model_overrides=tuple(model.items()), data=dataclasses.replace(
+        cfg.data, datasets=(dataclasses.replace(spec, level=None),), level_weights=(),
+        future_offset=future))
+
+
+def test_level_weights_and_names(cfg):
+    r = resolve(cfg)
+    w = {s.name: s.weight for s in r.specs}
     assert sum(w.values()) == pytest.approx(1.0)
     assert w["real_robot/robot:robot"] == pytest.approx(0.3)
-    assert w["simulation/sim:robot"] == pytest.approx(0.2)
+    assert w["simulation/sim:sim"] == pytest.approx(0.2)
     # the human level is split between latent actions and FLARE-only video
-    assert w["human_video/human:latent"] == pytest.approx(0.15)
-    assert w["human_video/human:video"] == pytest.approx(0.15)
-    assert w["neural_trajectories/neural:idm"] == pytest.approx(0.2)
-    assert {lv.name for lv in pyramid.levels} == {"real_robot", "simulation", "human_video",
-                                                  "neural_trajectories"}
+    assert w["human_video/human:human.latent_actions"] == pytest.approx(0.15)
+    assert w["human_video/human:human"] == pytest.approx(0.15)
+    assert w["neural_trajectories/neural:neural.idm_actions.new_embodiment"] == pytest.approx(0.2)
+    tags = {s.name.split("/")[0]: s.config.embodiment_tag for s in r.specs
+            if "latent" in s.name or "idm" in s.name}
+    assert tags == {"human_video": "latent_action", "neural_trajectories": "new_embodiment"}
+    # FLARE's future frames are transformed on the host: the fast path is not taken, and why
+    assert not r.path.device_augment and "FLARE" in r.path.describe()
+    # the spec is the run config's: it survives run_config.json
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
 
 
-def test_validate_refuses_silent_mistakes(run_cfg, demo):
-    cfg, pyramid = run_cfg
-    c = demo_data_configs()
-    model = cfg.model_config()
-
-    def one(spec, future=4):
-        return Pyramid((PyramidLevel("x", (spec,), 1.0),), tokenizer="t", future_offset=future)
-
-    wrong_slot = SourceSpec(str(demo / "human"), c["idm"], kind="actionless",
-                            action_sidecar=str(demo / "human.latent_actions"))
+def test_validate_refuses_silent_mistakes(cfg, demo):
+    wrong_slot = DatasetSpec(str(demo / "human"), kind="actionless", embodiment="new_embodiment",
+                             action_sidecar=str(demo / "human.latent_actions"))
     with pytest.raises(ValueError, match="dedicated 'latent_action' embodiment slot"):
-        validate(one(wrong_slot), model)
-    idm_in_latent = SourceSpec(str(demo / "neural"), c["latent"], kind="actionless",
-                               action_sidecar=str(demo / "neural.idm_actions.new_embodiment"))
+        resolve(_one(cfg, wrong_slot))
+    idm_in_latent = DatasetSpec(str(demo / "neural"), kind="actionless", embodiment="latent_action",
+                                action_sidecar=str(demo / "neural.idm_actions.new_embodiment"))
     with pytest.raises(ValueError, match="belong to a robot embodiment"):
-        validate(one(idm_in_latent), model)
-    video_only = SourceSpec(str(demo / "human"), c["video"], kind="actionless")
-    no_flare = dataclasses.replace(model, action_head=dataclasses.replace(
-        model.action_head, flare=dataclasses.replace(model.action_head.flare, enabled=False)))
+        resolve(_one(cfg, idm_in_latent))
+    video_only = DatasetSpec(str(demo / "human"), kind="actionless")
     with pytest.raises(ValueError, match="trains nothing unless FLARE"):
-        validate(one(video_only), no_flare)
-    with pytest.raises(ValueError, match="set Pyramid.future_offset"):
-        validate(one(video_only, future=None), model)
-    validate(pyramid, model)
+        resolve(_one(cfg, video_only, future=None, flare=False))
+    with pytest.raises(ValueError, match="set data.future_offset"):
+        resolve(_one(cfg, video_only, future=None))
+    with pytest.raises(ValueError, match="levels .*'nowhere'"):
+        DataSpec(source="datasets", datasets=(DatasetSpec("x", level="a"),),
+                 level_weights=(("a", 1.0), ("nowhere", 1.0)))
 
 
-def test_batches_and_masked_loss(run_cfg):
+def test_batches_and_masked_loss(cfg):
     """One pyramid batch: every level present, latent actions in their slot, FLARE-only rows with
     an all-zero action mask; the model's flow-matching term ignores those rows exactly."""
-    cfg, pyramid = run_cfg
-    pipe = build_pipeline(cfg, pyramid)
+    logged = []
+    pipe = build_pipeline(cfg, log=logged.append)
+    assert logged == ["data path: host transforms (FLARE future frames are transformed on the "
+                      "host)"], logged
     raw = next(iter(pipe))
-    names = [s.name for s in pyramid.specs()]
+    names = [s.name for s in pipe.specs]
     src = np.array([names[i] for i in raw["sample_id"][:, 0]])
     assert set(src) == set(names)
-    latent = src == "human_video/human:latent"
-    flare_only = src == "human_video/human:video"
+    latent = src == "human_video/human:human.latent_actions"
+    flare_only = src == "human_video/human:human"
     assert (raw["embodiment_id"][latent] == embodiment_id("latent_action")).all()
     assert (raw["embodiment_id"][~latent] == embodiment_id("new_embodiment")).all()
     assert (raw["action_mask"][flare_only] == 0).all() and flare_only.any()
@@ -127,54 +132,48 @@ def test_batches_and_masked_loss(run_cfg):
         terms["flow_matching"])
 
 
-def test_config_matches_tokenizer(demo):
-    assert tokenizer_ids(demo / "tokenizer")[1] == 4
-    overrides = dict(tiny_model_overrides(512, 4))
-    assert overrides["backbone"].tokens_per_image == 16
-    assert TrainConfig(model="tiny", model_overrides=tuple(overrides.items())).model_config(
-        ).action_head.flare.enabled
+def test_model_sized_to_the_tokenizer(cfg, demo):
+    m = cfg.model_config()
+    assert m.backbone.image_token_index == 4 and m.backbone.tokens_per_image == 16
+    assert m.backbone.llm.vocab_size % 64 == 0 and m.action_head.flare.enabled
+    assert sized_to_tokenizer(cfg) == cfg   # idempotent: a resume sizes it the same
+    assert dict(tiny_model_overrides(512, 4))["backbone"].llm.vocab_size == 512
 
 
 @pytest.mark.slow
 def test_groot_jax_pyramid_train_runs(demo):
-    """`groot-jax train --config configs/pyramid_tiny.py` trains on the pyramid mixture (a few
-    steps), not on the loop's built-in synthetic task."""
+    """`groot-jax pyramid train` (the alias of `groot-jax train`) trains on the pyramid mixture
+    (a few steps), not on the loop's built-in synthetic task."""
     env = {**os.environ, "GROOT_PYRAMID_DATA": str(demo), "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-m", "groot_jax.cli", "train", "--config",
+    out = subprocess.run([sys.executable, "-m", "groot_jax.cli", "pyramid", "train", "--config",
                           str(CONFIG), "--set", "steps=4", "--set", "batch_size=8",
                           "--set", "progress=False"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "done at step 4" in out.stdout, out.stdout[-3000:]
+    assert "data path: host transforms" in out.stdout, out.stdout[-3000:]
 
 
-def test_device_augment_batches(run_cfg):
-    """Pyramid(device_augment=True): the model batch carries the uint8 frames and jitter draws in
-    place of pixel_values; combined with FLARE future frames it is refused with a clear error."""
+def test_device_augment_batches(cfg, demo):
+    """data.device_augment=True: combined with FLARE future frames it is refused with a clear
+    error; without FLARE (the robot level alone) the model batch carries the uint8 frames and
+    jitter draws in place of pixel_values, chosen by default."""
     from groot_jax.data.errors import DataError
 
-    cfg, pyramid = run_cfg
-    fast = dataclasses.replace(pyramid, device_augment=True)
-    with pytest.raises(DataError, match="device_augment=True cannot be combined with future_offset"):
-        build_pipeline(cfg, fast)
-    # the robot level alone (it has actions), through the data layer with device augmentation
-    from groot_jax.data.pipeline import PipelineConfig
-    from groot_jax.data.pipeline import build_pipeline as data_pipeline
-
-    robot = [s for s in pyramid.specs() if s.name.startswith("real_robot/")]
-    assert len(robot) == 1
-    from groot_jax.data.prompt import PromptTokenizer
-
-    tok = PromptTokenizer(pyramid.tokenizer,
-                          tokens_per_image=cfg.model_config().backbone.tokens_per_image)
-    pipe = data_pipeline(robot, PipelineConfig(batch_size=4, device_augment=True, max_seq_len=64),
-                         tok)
+    with pytest.raises(ValueError, match="device_augment=True cannot be combined with FLARE"):
+        resolve(apply_overrides(cfg, ["data.device_augment=True"]))
+    robot = _one(cfg, DatasetSpec(str(demo / "robot")), future=None, flare=False)
+    logged = []
+    pipe = build_pipeline(apply_overrides(robot, ["batch_size=4"]), log=logged.append)
+    # the demo's videos are lossless RGB (libx264rgb): device augmentation, RGB transport
+    assert logged and logged[0].startswith("data path: device augment (") and "gbrp" in logged[0]
     batch = model_batch(next(iter(pipe)), flare=False)
     assert set(batch) == {"input_ids", "attention_mask", "pixel_u8", "augment", "state",
                           "embodiment_id", "action", "action_mask"}
     assert batch["pixel_u8"].dtype == np.uint8 and batch["augment"].shape[-1] == 8
-    # with YUV transport the planes replace pixel_u8 (these fixture videos are lossless RGB, so
-    # the pipeline itself refuses them: tests/data/test_device_yuv.py)
+    with pytest.raises(DataError, match="YUV transport needs yuv420p"):
+        resolve(apply_overrides(robot, ["data.device_yuv=True"]))
+    # with YUV transport the planes replace pixel_u8
     yuv = {k: v for k, v in batch.items() if k != "pixel_u8"}
     yuv.update(pixel_y=0, pixel_u=0, pixel_v=0, yuv_meta=0)
     assert set(model_batch(yuv, flare=False)) == set(yuv)

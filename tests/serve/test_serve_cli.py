@@ -173,3 +173,18 @@ def test_import_stores_the_tokenizer_or_says_how(served_model, released, tmp_pat
         args.func(args)
     assert f"{empty}: no tokenizer" in e.value.code and "--tokenizer DIR" in e.value.code
     assert not (tmp_path / "never").exists()  # checked before the import started
+
+
+def test_policy_derives_the_data_config_of_a_model_dir_without_one(served_model):
+    """A model dir with metadata.json but no data_configs.json (an imported released
+    checkpoint): the data config comes from the metadata's modalities, with a warning."""
+    from groot_jax.data.embodiments import so100
+    from groot_jax.eval.policy import Policy
+
+    with pytest.warns(UserWarning, match="derived from metadata.json"):
+        policy = Policy(served_model[0], token_buckets=(TOKEN_BUCKET,), batch_buckets=(1,))
+    want, got = so100(), policy.data_config
+    for field in ("embodiment_tag", "video_keys", "state_keys", "action_keys", "language_keys",
+                  "state_normalization", "action_normalization", "action_indices"):
+        assert getattr(got, field) == getattr(want, field), field
+    assert policy.metadata()["actions"] == {"action.single_arm": [16, 5], "action.gripper": [16, 1]}
