@@ -93,8 +93,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_one_action(run: Path, dataset_episode: dict, timeout_s: float = 300) -> dict:
-    """Start `groot-jax serve --model RUN` in a subprocess, send one observation, stop it."""
+def serve_one_action(run: Path, observation: dict, timeout_s: float = 300) -> dict:
+    """Start `groot-jax serve --model RUN` in a subprocess, send one observation, stop it; the
+    action dict the server replied."""
     from groot_jax.serve.client import PolicyClient
 
     port = _free_port()
@@ -113,18 +114,23 @@ def serve_one_action(run: Path, dataset_episode: dict, timeout_s: float = 300) -
         else:
             raise RuntimeError(f"groot-jax serve exited ({proc.wait()}) before serving")
         client = PolicyClient(f"tcp://127.0.0.1:{port}")
-        obs = {f"video.{CAMERA}": dataset_episode["frames"][CAMERA][:1],
-               "state.state": dataset_episode["state"][:1].astype(np.float32),
-               "annotation.human.task_description": TASK}
-        action = client.get_action(obs, seed=0)
-        client.close()
-        return action
+        try:
+            return client.get_action(observation, seed=0)
+        finally:
+            client.close()
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def demo_observation(episode: dict) -> dict:
+    """The first frame of a demo episode as a robot would send it."""
+    return {f"video.{CAMERA}": episode["frames"][CAMERA][:1],
+            "state.state": episode["state"][:1].astype(np.float32),
+            "annotation.human.task_description": TASK}
 
 
 def run_demo(out_dir: str | os.PathLike, *, steps: int = 600, episodes: int = 64,
@@ -145,7 +151,7 @@ def run_demo(out_dir: str | os.PathLike, *, steps: int = 600, episodes: int = 64
     _cli("eval", "open-loop", "--model", str(run), "--dataset", str(heldout), "--out", str(ev))
     summary = json.loads((ev / "open_loop.json").read_text())
     _cli("convert", "export", str(run), str(export))
-    action = serve_one_action(run, demo_episodes(1, length, seed=7)[0])
+    action = serve_one_action(run, demo_observation(demo_episodes(1, length, seed=7)[0]))
     k = max(len(losses) // 10, 1)
     result = {"loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
               "open_loop": summary, "export": str(export),

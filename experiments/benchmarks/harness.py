@@ -89,26 +89,12 @@ def random_module(make, seed: int = 0):
     """(graphdef, params) of the nnx module `make(rngs)` with N(0, 0.02) weights (ones for
     norm scales, zeros for biases), drawn leaf by leaf on the host: one copy in memory. The
     values do not affect timing (fp32 dots take the same time for any numbers)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
     from flax import nnx
 
+    from groot_jax.models.groot import random_params
+
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: make(nnx.Rngs(0))), nnx.Param)
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        name = str(getattr(path[-1], "key", path[-1]))
-        if name == "scale":
-            return jnp.ones(leaf.shape, leaf.dtype)
-        if name in ("bias", "b", "patch_bias"):
-            return jnp.zeros(leaf.shape, leaf.dtype)
-        return jnp.asarray((0.02 * rng.standard_normal(leaf.shape, np.float32)).astype(leaf.dtype))
-
-    pure = jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(abstract))
-    params = jax.tree.map(lambda x: x, abstract)
-    nnx.replace_by_pure_dict(params, pure)
-    return graphdef, params
+    return graphdef, random_params(abstract, seed)
 
 
 def peak_rss_gb() -> float:

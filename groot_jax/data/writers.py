@@ -60,6 +60,21 @@ def _new_root(root: str | Path) -> Path:
     return root
 
 
+def _robot_views(episodes: list[dict], camera: str) -> tuple[list[dict], list[str], tuple]:
+    """Each episode's {camera: frames}, the camera names and the frame size, after checking that
+    every episode has what a LeRobot robot dataset needs."""
+    if not episodes:
+        raise ValueError("no episodes to write")
+    for i, ep in enumerate(episodes):
+        for k in ("frames", "actions", "state"):
+            if ep.get(k) is None:
+                raise ValueError(f"episode {i}: LeRobot robot datasets need {k!r}")
+    videos = [ep["frames"] if isinstance(ep["frames"], dict) else {camera: ep["frames"]}
+              for ep in episodes]
+    cameras = list(videos[0])
+    return videos, cameras, tuple(np.asarray(videos[0][cameras[0]]).shape[1:3])
+
+
 def write_lerobot_v2(episodes: list[dict], root: str | Path, *, camera: str = "front",
                      tasks: Sequence[str] = (DEFAULT_TASK,), fps: int = 10,
                      modality: dict | None = None, codec: str = "libx264rgb", gop: int = 2,
@@ -71,18 +86,9 @@ def write_lerobot_v2(episodes: list[dict], root: str | Path, *, camera: str = "f
     `modality`: the modality.json to write (default: state.pos / action.move over the whole
     vectors). Episode k gets episode_index first_episode + k. `mutate_episode(e, columns)` may
     alter an episode's parquet columns just before they are written (bad-input tests)."""
-    if not episodes:
-        raise ValueError("no episodes to write")
-    for i, ep in enumerate(episodes):
-        for k in ("frames", "actions", "state"):
-            if ep.get(k) is None:
-                raise ValueError(f"episode {i}: LeRobot robot datasets need {k!r}")
+    videos, cameras, (h, w) = _robot_views(episodes, camera)
     tasks = list(tasks)
     root = _new_root(root)
-    videos = [ep["frames"] if isinstance(ep["frames"], dict) else {camera: ep["frames"]}
-              for ep in episodes]
-    cameras = list(videos[0])
-    h, w = np.asarray(videos[0][cameras[0]]).shape[1:3]
     state0, action0 = _values(episodes[0]["state"]), _values(episodes[0]["actions"])
     scalar = {"dtype": "int64", "shape": [1], "names": None}
     features = {
@@ -185,18 +191,9 @@ def write_lerobot_v3(episodes: list[dict], root: str | Path, *, tasks: Sequence[
     """Episodes as for `write_lerobot_v2` (`frames` uint8 [T, H, W, 3] or {camera: frames},
     `actions` [T, A], `state` [T, S], optional `task`), written in the LeRobot v3.0 layout with
     h264 yuv420p video (as lerobot encodes it, so YUV transport applies) and meta/stats.json."""
-    if not episodes:
-        raise ValueError("no episodes to write")
-    for i, ep in enumerate(episodes):
-        for k in ("frames", "actions", "state"):
-            if ep.get(k) is None:
-                raise ValueError(f"episode {i}: LeRobot robot datasets need {k!r}")
+    videos, cameras, (h, w) = _robot_views(episodes, camera)
     tasks = list(tasks)
     root = _new_root(root)
-    videos = [ep["frames"] if isinstance(ep["frames"], dict) else {camera: ep["frames"]}
-              for ep in episodes]
-    cameras = list(videos[0])
-    h, w = np.asarray(videos[0][cameras[0]]).shape[1:3]
     if h % 2 or w % 2:
         raise ValueError(f"yuv420p video needs an even frame size, got {h}x{w}")
     state = np.concatenate([_values(ep["state"]) for ep in episodes])

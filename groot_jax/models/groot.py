@@ -158,6 +158,12 @@ def init_host(cfg: GR00TConfig, seed: int = 0) -> tuple[GR00TFunctions, nnx.Stat
     ones for norm scales and zeros for biases (not the per-module initializers of `init`):
     for benchmarks, real-size checks and as a starting point that will be overwritten."""
     fns, abstract_params = abstract(cfg)
+    return fns, random_params(abstract_params, seed)
+
+
+def random_params(abstract_params: nnx.State, seed: int = 0) -> nnx.State:
+    """`abstract_params` (shapes) filled leaf by leaf on the host: N(0, 0.02) weights, ones for
+    norm scales, zeros for biases (`init_host`; the benchmarks' sub-modules use it too)."""
     rng = np.random.default_rng(seed)
 
     def draw(path, leaf):
@@ -171,4 +177,4 @@ def init_host(cfg: GR00TConfig, seed: int = 0) -> tuple[GR00TFunctions, nnx.Stat
     pure = jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(abstract_params))
     params = jax.tree.map(lambda x: x, abstract_params)
     nnx.replace_by_pure_dict(params, pure)
-    return fns, params
+    return params

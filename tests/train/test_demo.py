@@ -14,7 +14,7 @@ def test_demo_runs_the_user_path(tmp_path, capsys):
     the held-out open-loop error and the mean-action baseline's are reported (measured 0.071 vs
     0.060: at this size and length the tiny model does not beat the baseline yet; see the
     README), the export carries the dataset's statistics at its widths, and the served action
-    has the dataset's width and lies inside the recorded action range (un-normalised)."""
+    has the dataset's width."""
     r = demo.run_demo(tmp_path)
     out = capsys.readouterr().out
     assert "=== what to look at ===" in out and "plots:" in out and "served action" in out
@@ -28,8 +28,7 @@ def test_demo_runs_the_user_path(tmp_path, capsys):
     meta = json.loads((tmp_path / "export" / "experiment_cfg" / "metadata.json").read_text())
     stats = meta["new_embodiment"]["statistics"]
     assert [len(v["max"]) for v in stats["state"].values()] == [4]
-    (action_stats,) = stats["action"].values()
     action = np.asarray(r["served_action"]["action.action"])
-    assert action.shape == (16, 2)
-    lo, hi = np.asarray(action_stats["min"]), np.asarray(action_stats["max"])
-    assert np.all(action >= lo - 1e-5) and np.all(action <= hi + 1e-5), (action, lo, hi)
+    assert action.shape == (16, 2) and np.isfinite(action).all()
+    # Un-normalisation itself is checked against a hand computation in tests/eval/test_run_dir.py
+    # (min_max is inverted without clipping, as the original does, so no range is asserted).

@@ -213,5 +213,5 @@ def test_sigkill_corrupt_newest_sigterm_then_finish(tmp_path):
     assert f"saving checkpoint step {last}" in out2 + out, out
     assert _steps(ckpt) == [6, 8, 10]
     assert sorted(p.name for p in ckpt.iterdir() if not p.name.isdigit()) == sorted(
-        aside + ["run_config.json", "tb"])
+        aside + ["metrics.jsonl", "run_config.json", "tb"])
     assert set(read_scalars(ckpt / "tb")) == set(range(1, 11))

@@ -1,7 +1,10 @@
-"""The user's path into training: `groot-jax train --config finetune_tiny --dataset DIR` on a
-LeRobot v2.1 dataset (the project's writer) and on a v3.0 dataset (lerobot's own writer), with
-camera names, widths and fps of no preset; the dry run on the real batch shapes; the data spec in
-run_config.json; and bad input (one line naming file and key, the dataset left untouched)."""
+"""The user's path end to end through the CLI: `groot-jax train --config finetune_tiny --dataset
+DIR` on a LeRobot v2.1 dataset (the project's writer) and on a v3.0 dataset (lerobot's own
+writer), with camera names, widths and fps of no preset -> the run holds the processor ->
+`eval open-loop` with only --model and --dataset -> `convert export` whose metadata.json has the
+dataset's statistics at its widths -> a served `get_action` (a `groot-jax serve` process) with
+the dataset's action widths, un-normalised. Also: the dry run on the real batch shapes, the data
+spec in run_config.json, and bad input (one line naming file and key, the dataset untouched)."""
 from __future__ import annotations
 
 import argparse
@@ -103,6 +106,36 @@ def _losses(out: str) -> list[float]:
     return [float(x) for x in re.findall(r"step \d+/\d+\s+loss (\S+)", out)]
 
 
+def _rest_of_the_path(run: Path, dataset: Path, observation: dict, action_widths: dict,
+                      tmp_path: Path, capsys) -> None:
+    """eval open-loop (only --model/--dataset) -> convert export -> one served get_action."""
+    from groot_jax.demo import serve_one_action
+
+    before = _tree_hash(dataset)
+    ev = tmp_path / "eval"
+    assert cli.main(["eval", "open-loop", "--model", str(run), "--dataset", str(dataset),
+                     "--out", str(ev)]) == 0
+    summary = json.loads((ev / "open_loop.json").read_text())
+    assert summary["mse"] > 0 and summary["mean_action"]["mse"] > 0 and summary["plots"]
+    assert all(Path(f).is_file() for f in summary["plots"])
+    exp = tmp_path / "export"
+    assert cli.main(["convert", "export", str(run), str(exp)]) == 0
+    exported = json.loads((exp / "experiment_cfg" / "metadata.json").read_text())
+    processor = json.loads((run / "processor" / "metadata.json").read_text())
+    assert exported == processor
+    (entry,) = exported.values()
+    assert {k: len(v["max"]) for k, v in entry["statistics"]["action"].items()} == action_widths
+    capsys.readouterr()
+    action = serve_one_action(run, observation)
+    assert {k.split(".", 1)[1]: np.asarray(v).shape for k, v in action.items()} == {
+        k: (16, w) for k, w in action_widths.items()}
+    for key, value in action.items():   # un-normalised: on the scale of the recorded actions
+        st = entry["statistics"]["action"][key.split(".", 1)[1]]
+        span = np.asarray(st["max"]) - np.asarray(st["min"])
+        assert np.isfinite(value).all() and np.all(np.abs(value - np.asarray(st["mean"])) < 10 * span)
+    assert _tree_hash(dataset) == before
+
+
 def test_train_on_a_v2_dataset(robot, tokenizer_dir, tmp_path, capsys):
     before = _tree_hash(robot)
     run = tmp_path / "run"
@@ -131,6 +164,12 @@ def test_train_on_a_v2_dataset(robot, tokenizer_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and str(other) in err and str(robot) in err and "run_config.json" in err, err
     assert _config(["train", "--config", "finetune_tiny", f"checkpoint.dir={run}"]).data == cfg.data
+    rng = np.random.default_rng(0)
+    obs = {**{f"video.{c}": rng.integers(0, 256, (1, 24, 32, 3), dtype=np.uint8) for c in CAMERAS},
+           "state.joints": rng.normal(size=(1, 5)).astype(np.float32),
+           "state.grip": rng.normal(size=(1, 1)).astype(np.float32),
+           "annotation.human.task_description": "pick up the red cube"}
+    _rest_of_the_path(run, robot, obs, {"joints": 5, "grip": 1}, tmp_path, capsys)
 
 
 def test_train_on_a_v3_dataset_written_by_lerobot(v3_root, tokenizer_dir, tmp_path, capsys):
@@ -145,6 +184,11 @@ def test_train_on_a_v3_dataset_written_by_lerobot(v3_root, tokenizer_dir, tmp_pa
     _check_processor(run, v3_root, {"state": {"state": (0, 6)}, "action": {"action": (0, 6)}},
                      ("front",))
     assert _tree_hash(v3_root) == before
+    rng = np.random.default_rng(0)
+    obs = {"video.front": rng.integers(0, 256, (1, 48, 64, 3), dtype=np.uint8),
+           "state.state": rng.normal(size=(1, 6)).astype(np.float32),
+           "annotation.human.task_description": "open the drawer"}
+    _rest_of_the_path(run, v3_root, obs, {"action": 6}, tmp_path, capsys)
 
 
 def test_dry_run_counts_the_real_batch(robot, tokenizer_dir, capsys):
