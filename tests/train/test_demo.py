@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from groot_jax import demo
 
 
+# `make slow`: ~3.5 min, and the same chain (train -> eval -> export -> serve) runs in the default
+# suite at test size (tests/train/test_user_path_train.py); `make demo` itself is the job.
+@pytest.mark.slow
 def test_demo_runs_the_user_path(tmp_path, capsys):
     """The whole demo job as `make demo` runs it (600 steps; ~3 min on 2 cores): the loss falls,
     the held-out open-loop error and the mean-action baseline's are reported (measured 0.071 vs
