@@ -123,11 +123,7 @@ def main():
                                   "reference": lambda r: run_reference(r, args.preset)})
         return
     extra = ["--repeats", str(args.repeats), "--preset", args.preset]
-    sides = harness.two_envs(__file__, extra)
-    others = ("ours",)
-    if not args.no_stacked:
-        sides.insert(1, harness.Side("stacked", [__file__, "--side", "stacked", *extra]))
-        others = ("ours", "stacked")
+    sides, others = harness.sides_with_stacked(__file__, extra, not args.no_stacked)
     rounds = harness.interleave(None, extra, args, sides=sides)
     harness.report(rounds, PARTS, args, unit="ms", others=others,
                    title=f"{args.preset} backbone alone, batch 1, one 224x224 image + 40 text "

@@ -159,6 +159,18 @@ def two_envs(script: str, extra: list[str]) -> list[Side]:
             Side("reference", [script, "--side", "reference", *extra], REF_PYTHON)]
 
 
+def sides_with_stacked(script: str, extra: list[str], stacked: bool
+                       ) -> tuple[list[Side], tuple[str, ...]]:
+    """`two_envs`, plus (when `stacked`) groot-jax on the stacked training layout as side
+    'stacked' between them: the "before the inference layout" figures. Returns (sides, the
+    non-reference side names for `report`)."""
+    sides = two_envs(script, extra)
+    if not stacked:
+        return sides, ("ours",)
+    sides.insert(1, Side("stacked", [script, "--side", "stacked", *extra]))
+    return sides, ("ours", "stacked")
+
+
 def busy_seconds(cpus: list[int]) -> float:
     """CPU seconds spent busy (user, nice, system, irq, softirq, steal) on `cpus` since boot."""
     tick = os.sysconf("SC_CLK_TCK")

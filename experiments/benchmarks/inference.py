@@ -129,11 +129,7 @@ def main():
                                   "reference": lambda r: run_reference(r, args.steps)})
         return
     extra = ["--repeats", str(args.repeats), "--steps", str(args.steps)]
-    sides = harness.two_envs(__file__, extra)
-    others = ("ours",)
-    if args.with_stacked:
-        sides.insert(1, harness.Side("stacked", [__file__, "--side", "stacked", *extra]))
-        others = ("ours", "stacked")
+    sides, others = harness.sides_with_stacked(__file__, extra, args.with_stacked)
     rounds = harness.interleave(None, extra, args, sides=sides)
     harness.report(rounds, PARTS, args, unit="ms", others=others,
                    title=f"n1_5_3b, batch 1, one 224x224 image + 40 text tokens, {args.steps} "

@@ -283,11 +283,7 @@ def main():
     subprocess.run([sys.executable, __file__, "--prepare", "--preset", args.preset], check=True)
     extra = ["--repeats", str(args.repeats), "--preset", args.preset,
              "--sizes", *map(str, args.sizes)]
-    sides = harness.two_envs(__file__, extra)
-    others = ("ours",)
-    if args.with_stacked:
-        sides.insert(1, harness.Side("stacked", [__file__, "--side", "stacked", *extra]))
-        others = ("ours", "stacked")
+    sides, others = harness.sides_with_stacked(__file__, extra, args.with_stacked)
     rounds = harness.interleave(None, extra, args, sides=sides)
     keys = [f"b{b}" for b in args.sizes]
     harness.report(rounds, keys, args, unit="ms", others=others,
