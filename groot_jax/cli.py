@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     from groot_jax.train.cli import register as register_train
 
     register_train(sub)
+    from groot_jax.sim.cli import register as register_record
+
+    register_record(sub)
     from groot_jax.latent.cli import register as register_latent
 
     register_latent(sub)

@@ -145,6 +145,127 @@ class EagleConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Qwen3VLVisionConfig:
+    """Qwen3-VL vision tower (HF `Qwen3VLVisionModel`), N1.7 spec 1.1. Defaults: Cosmos-Reason2-2B.
+
+    `num_layers` is HF `depth`, `num_channels` HF `in_channels`. A merged token covers
+    `spatial_merge_size`^2 patches; `deepstack_visual_indexes` are 0-based block indexes whose
+    outputs pass their own merger and are added to the LLM after its first layers."""
+
+    hidden_size: int = 1024
+    intermediate_size: int = 4096
+    num_layers: int = 24
+    num_heads: int = 16
+    patch_size: int = 16
+    temporal_patch_size: int = 2
+    spatial_merge_size: int = 2
+    num_channels: int = 3
+    out_hidden_size: int = 2048
+    num_position_embeddings: int = 2304
+    deepstack_visual_indexes: tuple[int, ...] = (5, 11, 17)
+    rope_theta: float = 10_000.0
+    layer_norm_eps: float = 1e-6
+    remat: Remat = "none"
+
+    def __post_init__(self):
+        _check_remat("Qwen3VLVisionConfig", self.remat)
+        _positive("Qwen3VLVisionConfig", hidden_size=self.hidden_size, num_layers=self.num_layers,
+                  num_heads=self.num_heads, patch_size=self.patch_size,
+                  temporal_patch_size=self.temporal_patch_size,
+                  spatial_merge_size=self.spatial_merge_size, out_hidden_size=self.out_hidden_size)
+        if self.hidden_size % self.num_heads or self.head_dim % 4:
+            raise ValueError(f"Qwen3VLVisionConfig.hidden_size={self.hidden_size} must split into "
+                             f"num_heads={self.num_heads} heads of a multiple of 4 (2-D RoPE)")
+        side = round(self.num_position_embeddings**0.5)
+        if side * side != self.num_position_embeddings:
+            raise ValueError(f"Qwen3VLVisionConfig.num_position_embeddings="
+                             f"{self.num_position_embeddings} is not a square grid")
+        idx = tuple(self.deepstack_visual_indexes)
+        if list(idx) != sorted(set(idx)) or any(not 0 <= i < self.num_layers for i in idx):
+            raise ValueError(f"Qwen3VLVisionConfig.deepstack_visual_indexes={idx} must be "
+                             f"increasing block indexes in [0, {self.num_layers})")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def patch_dim(self) -> int:
+        """Row width of `pixel_values`: C * T * P * P (the processor's flattening order)."""
+        return self.num_channels * self.temporal_patch_size * self.patch_size**2
+
+    @property
+    def position_grid_side(self) -> int:
+        return round(self.num_position_embeddings**0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen3VLTextConfig(LlmConfig):
+    """Qwen3-VL text decoder (HF `Qwen3VLTextModel`), N1.7 spec 1.1: a Qwen3 decoder (the
+    `LlmConfig` fields, `num_layers` = layers kept, i.e. GR00T's `select_layer`) with
+    interleaved M-RoPE. `mrope_section` = how many of the head_dim/2 frequencies follow the
+    temporal, height and width position rows; the Qwen3-VL layout interleaves them
+    (frequency j: row h if j % 3 == 1 and j < 3 * h_section, row w if j % 3 == 2 and
+    j < 3 * w_section, else row t). Defaults: Cosmos-Reason2-2B, all 28 layers."""
+
+    vocab_size: int = 151936
+    num_layers: int = 28
+    rope_theta: float = 5_000_000.0
+    mrope_section: tuple[int, int, int] = (24, 20, 20)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.variant != "qwen3":
+            raise ValueError(f"Qwen3VLTextConfig.variant must be 'qwen3', got {self.variant!r}")
+        if len(self.mrope_section) != 3 or sum(self.mrope_section) != self.head_dim // 2:
+            raise ValueError(f"Qwen3VLTextConfig.mrope_section={self.mrope_section} must be 3 "
+                             f"numbers summing to head_dim/2 = {self.head_dim // 2}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen3VLConfig:
+    """Qwen3-VL backbone (HF `Qwen3VLModel`): vision tower + text decoder + special tokens."""
+
+    vision: Qwen3VLVisionConfig = Qwen3VLVisionConfig()
+    text: Qwen3VLTextConfig = Qwen3VLTextConfig()
+    image_token_id: int = 151655
+    video_token_id: int = 151656
+    vision_start_token_id: int = 151652
+    vision_end_token_id: int = 151653
+
+    def __post_init__(self):
+        if self.vision.out_hidden_size != self.text.hidden_size:
+            raise ValueError(f"Qwen3VLConfig: vision.out_hidden_size={self.vision.out_hidden_size} "
+                             f"must equal text.hidden_size={self.text.hidden_size}")
+        for name in ("image_token_id", "video_token_id", "vision_start_token_id",
+                     "vision_end_token_id"):
+            if not 0 <= getattr(self, name) < self.text.vocab_size:
+                raise ValueError(f"Qwen3VLConfig.{name}={getattr(self, name)} is outside the "
+                                 f"vocabulary (size {self.text.vocab_size})")
+
+    @classmethod
+    def cosmos_reason2_2b(cls, **overrides) -> Qwen3VLConfig:
+        """nvidia/Cosmos-Reason2-2B (Qwen3-VL-2B layout), N1.7 spec 1.1; all 28 text layers
+        (GR00T N1.7 keeps 16: `text=dataclasses.replace(cfg.text, num_layers=16)`)."""
+        return dataclasses.replace(cls(), **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> Qwen3VLConfig:
+        """Narrow Qwen3-VL for CPU tests: 4 vision blocks (DeepStack at 1 and 2), 3 text
+        layers, head_dim 32 so the M-RoPE interleave has the real shape (15 of 16 frequencies
+        on h/w rows, the last on t)."""
+        vision = Qwen3VLVisionConfig(hidden_size=32, intermediate_size=64, num_layers=4,
+                                     num_heads=2, patch_size=4, out_hidden_size=64,
+                                     num_position_embeddings=36, deepstack_visual_indexes=(1, 2))
+        text = Qwen3VLTextConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
+                                 num_layers=3, num_heads=4, num_kv_heads=2, head_dim=32,
+                                 mrope_section=(6, 5, 5))
+        return dataclasses.replace(cls(vision=vision, text=text, image_token_id=250,
+                                       video_token_id=251, vision_start_token_id=252,
+                                       vision_end_token_id=253), **overrides)
+
+
+@dataclasses.dataclass(frozen=True)
 class DiTConfig:
     """Cross-attention DiT of the action head (spec 4.5)."""
 
@@ -330,6 +451,28 @@ class GR00TConfig:
                                    **overrides)
 
     @classmethod
+    def small(cls, **overrides) -> GR00TConfig:
+        """N1.5's structure at a size that trains from scratch on a 2-core CPU in tens of
+        minutes (experiments/closed_loop): 64x64 images in 8x8 patches (64 tokens per image),
+        SigLIP 4 x 128, Qwen3 4 x 128, VL self-attention 2 layers, DiT 4 blocks (cross / self
+        alternating) of 4 heads x 32, 16-step chunks. No dropout: the original's 0.2 is tuned
+        for width 1536 and a pretrained start. The vocabulary and <IMG_CONTEXT> id are the
+        tokenizer's (a training run sets them: `model_from_tokenizer`)."""
+        backbone = EagleConfig(
+            vision=SiglipConfig(hidden_size=128, intermediate_size=256, num_layers=4,
+                                num_heads=4, image_size=64, patch_size=8),
+            llm=LlmConfig(hidden_size=128, intermediate_size=256, num_layers=4, num_heads=4,
+                          num_kv_heads=2, head_dim=32))
+        head = ActionHeadConfig(
+            hidden_size=128, input_embedding_dim=128, backbone_embedding_dim=128,
+            dit=DiTConfig(num_layers=4, num_heads=4, head_dim=32, output_dim=128,
+                          cross_attention_dim=128, dropout=0.0),
+            vl_self_attention=VLSelfAttentionConfig(num_layers=2, num_heads=4, head_dim=32,
+                                                    dropout=0.0))
+        return dataclasses.replace(cls(name="small", backbone=backbone, action_head=head),
+                                   **overrides)
+
+    @classmethod
     def tiny_n1(cls, **overrides) -> GR00TConfig:
         """N1-shaped tiny model (Llama, pixel shuffle, LN-MLP connector, projection)."""
         backbone = EagleConfig(
@@ -349,7 +492,7 @@ class GR00TConfig:
 
 
 PRESETS = {"n1_5_3b": GR00TConfig.n1_5_3b, "n1_2b": GR00TConfig.n1_2b,
-           "tiny": GR00TConfig.tiny, "tiny_n1": GR00TConfig.tiny_n1}
+           "tiny": GR00TConfig.tiny, "tiny_n1": GR00TConfig.tiny_n1, "small": GR00TConfig.small}
 
 
 def preset(name: str, /, **overrides) -> GR00TConfig:

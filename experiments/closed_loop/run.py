@@ -1,220 +1,96 @@
-"""Closed-loop Meta-World experiment: scripted demos -> train the tiny GR00T from scratch ->
-success rate on held-out task variations.
+"""Closed-loop Meta-World experiment through the user's commands: record -> train -> evaluate.
 
-    MUJOCO_GL=egl .venv/bin/python experiments/closed_loop/run.py --task reach-v3 \
-        --demos 40 --steps 1000 --episodes 20 --out runs/closed_loop
+    MUJOCO_GL=egl .venv/bin/python experiments/closed_loop/run.py --tasks mt10 --episodes 50 \
+        --steps 20000 --seeds 0 1 --eval-episodes 50 --out runs/mt10
 
-Demos come from Meta-World's scripted expert on variations of MT1(seed=0); evaluation uses
-variations of MT1(seed=1), which the model never saw. Observations: the corner2 camera
-(rendered at --image px, resized to 224 by the policy's eval transform), hand xyz and gripper;
-actions: 3-d end-effector delta + gripper. Training uses the flow-matching loss of the tiny preset
-(`groot_jax.models.groot`) with AdamW on precomputed (eval-transform) samples; evaluation uses
-`groot_jax.eval.Policy` on the saved model, 4 Euler steps, replanning every 8 steps.
+1. `groot-jax record metaworld --tasks ... --episodes N --seed 0 --out OUT/dataset
+   --tokenizer-out OUT/tokenizer` (skipped when OUT/dataset exists);
+2. per training seed S: `groot-jax train --config CONFIG --dataset OUT/dataset --tokenizer
+   OUT/tokenizer seed=S steps=... checkpoint.dir=OUT/seedS` (wall time recorded);
+3. `groot-jax eval closed-loop --model OUT/seedS --tasks ... --episodes M --seed 1` on
+   variations of seed 1 (never recorded), with `--baselines` (zero, mean demo, random action)
+   for the first seed.
+Prints a markdown table of success per task (95% Wilson intervals) and writes OUT/summary.json.
 Results: experiments/closed_loop/README.md.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
-import optax
-
-from groot_jax.config import GR00TConfig
-from groot_jax.convert.checkpoint import save_model
-from groot_jax.data.modality import DataConfig
-from groot_jax.data.processor import SampleTransform
-from groot_jax.data.prompt import PromptTokenizer, left_pad, train_tiny_tokenizer
-from groot_jax.eval.policy import Policy, modality_from_metadata, save_tokenizer_beside
-from groot_jax.eval.sim import TASK_TEXT, MetaWorldTask, rollout
-from groot_jax.models import groot
-
-DATA = DataConfig(
-    name="metaworld", embodiment_tag="new_embodiment", video_keys=("video.corner",),
-    state_keys=("state.hand", "state.gripper"), action_keys=("action.ee_delta", "action.gripper"),
-    language_keys=("annotation.human.task_description",),
-    state_normalization={"state.hand": "min_max", "state.gripper": "min_max"},
-    action_normalization={"action.ee_delta": "min_max", "action.gripper": "min_max"})
+from groot_jax.cli import main as groot_jax
 
 
-def collect_demos(task: str, n: int, image: int, max_steps: int = 150):
-    demos = []
-    for v in range(n):
-        env = MetaWorldTask(task, v, seed=0, image_size=image)
-        obs = env.reset()
-        frames, hand, grip, actions = [], [], [], []
-        for _ in range(max_steps):
-            a = env.expert_action()
-            frames.append(obs["video.corner"][0])
-            hand.append(obs["state.hand"][0])
-            grip.append(obs["state.gripper"][0])
-            actions.append(a)
-            obs, success = env.step(a)
-            if success:
-                break
-        env.close()
-        demos.append({k: np.stack(x) for k, x in
-                      (("frames", frames), ("hand", hand), ("gripper", grip), ("action", actions))})
-    return demos
+def run(*argv) -> None:
+    argv = [str(a) for a in argv]
+    print("\n$ groot-jax " + " ".join(argv), flush=True)
+    if groot_jax(argv, handle_errors=True) != 0:
+        raise SystemExit(f"`groot-jax {' '.join(argv)}` failed")
 
 
-def metadata_for(demos) -> dict:
-    def entry(x):
-        lo, hi = x.min(0), x.max(0)
-        return {"min": lo.tolist(), "max": hi.tolist(), "mean": x.mean(0).tolist(),
-                "std": x.std(0).tolist(), "q01": np.quantile(x, 0.01, 0).tolist(),
-                "q99": np.quantile(x, 0.99, 0).tolist()}
-
-    cat = {k: np.concatenate([d[k] for d in demos]) for k in ("hand", "gripper", "action")}
-    shape = lambda d: {"absolute": True, "rotation_type": None, "shape": [d], "continuous": True}  # noqa: E731
-    return {"new_embodiment": {
-        "statistics": {"state": {"hand": entry(cat["hand"]), "gripper": entry(cat["gripper"])},
-                       "action": {"ee_delta": entry(cat["action"][:, :3]),
-                                  "gripper": entry(cat["action"][:, 3:])}},
-        "modalities": {"video": {"corner": {"resolution": [0, 0], "channels": 3, "fps": 80}},
-                       "state": {"hand": shape(3), "gripper": shape(1)},
-                       "action": {"ee_delta": shape(3), "gripper": shape(1)}},
-        "embodiment_tag": "new_embodiment"}}
+def table(results: dict[str, dict[str, dict]]) -> str:
+    tasks = list(next(iter(results.values())))
+    head = "| policy | " + " | ".join(tasks) + " | mean |"
+    lines = [head, "|" + "---|" * (len(tasks) + 2)]
+    for name, per_task in results.items():
+        cells = []
+        for t in tasks:
+            r = per_task[t]
+            lo, hi = r["wilson95"]
+            cells.append(f"{r['successes']}/{r['episodes']} [{100 * lo:.0f}-{100 * hi:.0f}]")
+        mean = sum(r["rate"] for r in per_task.values()) / len(per_task)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * mean:.1f}% |")
+    return "\n".join(lines)
 
 
-def samples(demos, transform: SampleTransform, text: str, horizon: int = 16):
-    out = []
-    for d in demos:
-        n = len(d["action"])
-        for t in range(n):
-            idx = np.minimum(np.arange(t, t + horizon), n - 1)
-            act = d["action"][idx].copy()
-            act[np.arange(t, t + horizon) >= n] = 0.0  # relative deltas pad with zeros
-            raw = {"video.corner": d["frames"][t][None], "state.hand": d["hand"][t][None],
-                   "state.gripper": d["gripper"][t][None], "action.ee_delta": act[:, :3],
-                   "action.gripper": act[:, 3:], "annotation.human.task_description": text}
-            item = transform(raw, None)
-            item["pixel_u8"] = np.round((item.pop("pixel_values") * 0.5 + 0.5) * 255).astype(np.uint8)
-            out.append(item)
-    return out
-
-
-def constant_policy(action: np.ndarray, horizon: int = 16):
-    """A policy that ignores the observation and repeats one action (zero or the demo mean)."""
-    def get_action(obs):
-        b = len(obs["state.hand"])
-        chunk = np.broadcast_to(action, (b, horizon, action.shape[-1]))
-        return {"action.ee_delta": chunk[..., :3], "action.gripper": chunk[..., 3:]}
-    return get_action
-
-
-def random_policy(lo: np.ndarray, hi: np.ndarray, seed: int = 0, horizon: int = 16):
-    """Uniform random actions within the demos' per-dimension range."""
-    rng = np.random.default_rng(seed)
-
-    def get_action(obs):
-        b = len(obs["state.hand"])
-        chunk = rng.uniform(lo, hi, (b, horizon, lo.shape[-1])).astype(np.float32)
-        return {"action.ee_delta": chunk[..., :3], "action.gripper": chunk[..., 3:]}
-    return get_action
-
-
-def baselines(demos, args) -> dict:
-    """Observation-blind policies on the same held-out variations: what success needs no model."""
-    acts = np.concatenate([d["action"] for d in demos])
-    policies = {"zero action": constant_policy(np.zeros(acts.shape[-1], np.float32)),
-                "mean demo action": constant_policy(acts.mean(0).astype(np.float32)),
-                "random action": random_policy(acts.min(0), acts.max(0))}
-    out = {}
-    for name, fn in policies.items():
-        r = rollout(fn, args.task, list(range(args.episodes)), seed=1,
-                    max_steps=args.max_steps, image_size=args.image)
-        out[name] = {"successes": r.successes, "episodes": r.episodes, "rate": r.rate,
-                     "wilson95": list(r.interval)}
-        print(f"{name}: {r.successes}/{r.episodes}", flush=True)
-    return out
-
-
-def main():
+def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--task", default="reach-v3")
-    p.add_argument("--demos", type=int, default=40)
-    p.add_argument("--image", type=int, default=96)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--tasks", default="mt10")
+    p.add_argument("--episodes", type=int, default=50, help="demonstrations per task (seed 0)")
+    p.add_argument("--image", type=int, default=64)
+    p.add_argument("--config", default="finetune_small")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--eval-episodes", type=int, default=50, help="held-out variations (seed 1)")
     p.add_argument("--max-steps", type=int, default=150)
+    p.add_argument("--replan", type=int, default=8)
     p.add_argument("--out", type=Path, default=Path("runs/closed_loop"))
-    p.add_argument("--baselines-only", action="store_true",
-                   help="skip training; evaluate zero / mean / random-action policies")
+    p.add_argument("--set", nargs="*", default=[], help="more KEY=VALUE for groot-jax train")
     args = p.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = TASK_TEXT.get(args.task, args.task)
-    t0 = time.perf_counter()
-    demos = collect_demos(args.task, args.demos, args.image)
-    print(f"{len(demos)} demos, {sum(len(d['action']) for d in demos)} steps in "
-          f"{time.perf_counter() - t0:.0f}s")
-    if args.baselines_only:
-        result = {"task": args.task, "demos": args.demos, "baselines": baselines(demos, args)}
-        (args.out / "baselines.json").write_text(json.dumps(result, indent=2))
-        print(json.dumps(result, indent=2))
-        return
-    tok_dir = train_tiny_tokenizer(args.out / "tokenizer", [text])
-    tokenizer = PromptTokenizer(str(tok_dir))
-    metadata = metadata_for(demos)
-    meta = metadata["new_embodiment"]
-    stats = {g: {k: {s: np.asarray(v, np.float32) for s, v in d.items()} for k, d in keys.items()}
-             for g, keys in meta["statistics"].items()}
-    transform = SampleTransform(DATA, modality_from_metadata(meta, DATA), stats, tokenizer)
-    data = samples(demos, transform, text)
-    ids, mask = left_pad([d["input_ids"] for d in data], tokenizer.pad_token_id)
-    arrays = {k: np.stack([d[k] for d in data]) for k in
-              ("pixel_u8", "state", "action", "action_mask", "embodiment_id")}
-    base = GR00TConfig.tiny()
-    cfg = dataclasses.replace(base, backbone=dataclasses.replace(
-        base.backbone, image_token_index=tokenizer.image_token_id,
-        llm=dataclasses.replace(base.backbone.llm, vocab_size=len(tokenizer.tokenizer))))
-    fns, params = groot.init(cfg, seed=0)
-    sched = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(args.steps // 20, 1), args.steps)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, b1=0.95, b2=0.999,
-                                                                 weight_decay=1e-5))
-    opt = tx.init(params)
-
-    @jax.jit
-    def step(params, opt, batch, key):
-        loss, grads = jax.value_and_grad(fns.loss)(params, batch, key)
-        updates, opt = tx.update(grads, opt, params)
-        return optax.apply_updates(params, updates), opt, loss
-
-    rng = np.random.default_rng(0)
-    history, t0 = [], time.perf_counter()
-    for i in range(args.steps):
-        idx = rng.integers(0, len(data), args.batch)
-        batch = {"input_ids": ids[idx], "attention_mask": mask[idx],
-                 "pixel_values": (arrays["pixel_u8"][idx].astype(np.float32) / 255 - 0.5) / 0.5,
-                 "state": arrays["state"][idx], "action": arrays["action"][idx],
-                 "action_mask": arrays["action_mask"][idx],
-                 "embodiment_id": arrays["embodiment_id"][idx]}
-        params, opt, loss = step(params, opt, batch, jax.random.key(i))
-        history.append(float(loss))
-        if i % 100 == 0 or i == args.steps - 1:
-            print(f"step {i}: loss {np.mean(history[-100:]):.4f} ({time.perf_counter() - t0:.0f}s)",
-                  flush=True)
-    model_dir = args.out / "model"
-    save_model(model_dir, cfg, params, metadata)
-    save_tokenizer_beside(model_dir, tok_dir)
-    policy = Policy(model_dir, DATA)
-    result = rollout(policy.get_action, args.task, list(range(args.episodes)), seed=1,
-                     max_steps=args.max_steps, image_size=args.image)
-    lo, hi = result.interval
-    summary = {"task": args.task, "demos": args.demos, "train_steps": args.steps,
-               "batch": args.batch, "first_loss": float(np.mean(history[:20])),
-               "final_loss": float(np.mean(history[-50:])), "episodes": result.episodes,
-               "successes": result.successes, "success_rate": result.rate,
-               "wilson95": [lo, hi], "steps_to_success": result.steps_to_success,
-               "baselines": baselines(demos, args)}
-    (args.out / "result.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    out = args.out
+    data, tok = out / "dataset", out / "tokenizer"
+    if not data.exists():
+        t0 = time.perf_counter()
+        run("record", "metaworld", "--tasks", args.tasks, "--episodes", args.episodes,
+            "--image", args.image, "--max-steps", args.max_steps, "--out", data,
+            "--tokenizer-out", tok)
+        print(f"recorded in {time.perf_counter() - t0:.0f}s")
+    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "seeds": {}}
+    combined: dict[str, dict[str, dict]] = {}
+    for i, seed in enumerate(args.seeds):
+        run_dir = out / f"seed{seed}"
+        t0 = time.perf_counter()
+        run("train", "--config", args.config, "--dataset", data, "--tokenizer", tok,
+            f"seed={seed}", f"steps={args.steps}", f"batch_size={args.batch}",
+            f"checkpoint.dir={run_dir}", "progress=False", *args.set)
+        train_s = time.perf_counter() - t0
+        ev = out / f"eval_seed{seed}"
+        run("eval", "closed-loop", "--model", run_dir, "--tasks", args.tasks,
+            "--episodes", args.eval_episodes, "--seed", 1, "--image", args.image,
+            "--max-steps", args.max_steps, "--replan", args.replan, "--out", ev,
+            *(["--baselines", "--videos", 2] if i == 0 else []))
+        report = json.loads((ev / "closed_loop.json").read_text())
+        summary["seeds"][seed] = {"train_seconds": train_s, "mean_success": report["mean_success"]}
+        for name, per_task in report["results"].items():
+            combined[name if name != "groot-jax" else f"groot-jax seed {seed}"] = per_task
+    summary["results"] = combined
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print("\n" + table(combined))
+    for seed, s in summary["seeds"].items():
+        print(f"seed {seed}: trained {s['train_seconds'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

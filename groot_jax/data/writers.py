@@ -12,7 +12,7 @@ annotation.human.task_description.
 LeRobot v3.0 layout (lerobot_v3.py; what lerobot's `LeRobotDataset.create(...).finalize()` writes):
 meta/{info.json, stats.json, tasks.parquet, episodes/chunk-000/file-000.parquet}, all episodes in
 data/chunk-000/file-000.parquet and, per camera, one h264 yuv420p videos/<key>/chunk-000/file-000.mp4
-(an episode's frames start at its `from_timestamp`); no modality.json.
+(an episode's frames start at its `from_timestamp`); modality.json only when given.
 Action-less layout (actionless.py): meta/episodes.jsonl + videos/clipXXXXXX.mp4.
 """
 
@@ -187,10 +187,12 @@ def _write_tasks_v3(path: Path, tasks: list[str]) -> None:
 
 def write_lerobot_v3(episodes: list[dict], root: str | Path, *, tasks: Sequence[str] = (DEFAULT_TASK,),
                      fps: int = 10, robot_type: str = "synthetic", camera: str = "front",
-                     gop: int = 2) -> Path:
+                     gop: int = 2, modality: dict | None = None) -> Path:
     """Episodes as for `write_lerobot_v2` (`frames` uint8 [T, H, W, 3] or {camera: frames},
     `actions` [T, A], `state` [T, S], optional `task`), written in the LeRobot v3.0 layout with
-    h264 yuv420p video (as lerobot encodes it, so YUV transport applies) and meta/stats.json."""
+    h264 yuv420p video (as lerobot encodes it, so YUV transport applies) and meta/stats.json.
+    `modality`: also write it as meta/modality.json (the GR00T flavour: named state / action
+    slices; lerobot ignores the file), else none is written."""
     videos, cameras, (h, w) = _robot_views(episodes, camera)
     tasks = list(tasks)
     root = _new_root(root)
@@ -217,6 +219,8 @@ def write_lerobot_v3(episodes: list[dict], root: str | Path, *, tasks: Sequence[
             "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
             "features": features}
     (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    if modality is not None:
+        (root / "meta" / "modality.json").write_text(json.dumps(modality, indent=1))
     task_of = [tasks.index(ep.get("task", tasks[0])) for ep in episodes]
     starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     cols = {"observation.state": state, "action": action,

@@ -1,4 +1,5 @@
-"""`groot-jax eval open-loop --model RUN_OR_MODEL_DIR --dataset DIR`.
+"""`groot-jax eval open-loop --model RUN_OR_MODEL_DIR --dataset DIR` and
+`groot-jax eval closed-loop --model RUN_OR_MODEL_DIR --env metaworld --tasks T1,T2|mt10`.
 
 The data config, statistics and tokenizer come with the model (a training run's processor/, a
 model dir's top level); --data-config / --embodiment-tag / --tokenizer override them. The
@@ -8,6 +9,10 @@ plots/episode_<n>_<key>.png per episode and action key, and open_loop.json (MSE/
 over all, the same for the mean-action baseline, the plot paths).
 """
 from __future__ import annotations
+
+import json
+
+import numpy as np
 
 
 def data_config_override(name: str | None):
@@ -89,6 +94,69 @@ def _open_loop(args) -> int:
     return 0
 
 
+def _closed_loop(args) -> int:
+    import time
+    from pathlib import Path
+
+    from groot_jax.eval.closed_loop import (
+        check_policy_keys,
+        observation_blind_policies,
+        rollout,
+        write_report,
+    )
+    from groot_jax.sim.metaworld import CAMERA, VARIATIONS_PER_SEED, parse_tasks
+
+    tasks = parse_tasks(args.tasks)
+    if not 1 <= args.episodes <= VARIATIONS_PER_SEED:
+        raise ValueError(f"--episodes {args.episodes}: a seed has {VARIATIONS_PER_SEED} "
+                         "variations per task")
+    policies, stats = {}, None
+    if args.model:
+        from groot_jax.eval.policy import Policy
+
+        check_model_path(args.model)
+        policy = Policy(args.model, data_config_override(args.data_config),
+                        embodiment=args.embodiment_tag, step=args.step, num_steps=args.steps,
+                        seed=args.seed)
+        check_policy_keys(policy)
+        policies["groot-jax"] = policy.get_action
+        stats = {k: {s: np.asarray(v) for s, v in d.items()}
+                 for k, d in policy.statistics["action"].items()}
+    if args.baselines:
+        if stats is None:
+            raise ValueError("--baselines needs --model (the baselines use its action statistics)")
+        policies.update(observation_blind_policies(stats, seed=args.seed))
+    if not policies:
+        raise ValueError("nothing to evaluate: give --model (and optionally --baselines)")
+    out = Path(args.out) if args.out else Path(args.model) / "eval" / "closed_loop"
+    results: dict[str, dict[str, dict]] = {}
+    for name, get_action in policies.items():
+        results[name] = {}
+        for task in tasks:
+            t0 = time.perf_counter()
+            r = rollout(get_action, task, list(range(args.episodes)), seed=args.seed,
+                        max_steps=args.max_steps, replan_every=args.replan,
+                        image_size=args.image, record=args.videos if name == "groot-jax" else 0)
+            results[name][task] = r.summary()
+            lo, hi = r.interval
+            print(f"{name:>16} {task:>24}: {r.successes}/{r.episodes} = {100 * r.rate:.0f}% "
+                  f"[{100 * lo:.1f}, {100 * hi:.1f}] ({time.perf_counter() - t0:.0f}s)", flush=True)
+            for i, frames in enumerate(r.frames):
+                from groot_jax.data.video import write_video
+
+                (out / "videos").mkdir(parents=True, exist_ok=True)
+                write_video(str(out / "videos" / f"{task}_variation{i}.mp4"), frames, 20,
+                            codec="libx264", crf=23)
+    meta = {"model": args.model, "env": args.env, "tasks": tasks, "seed": args.seed,
+            "episodes_per_task": args.episodes, "replan_every": args.replan,
+            "max_steps": args.max_steps, "image_size": args.image, "camera": CAMERA}
+    path = write_report(results, out, meta)
+    means = json.loads(path.read_text())["mean_success"]
+    print("mean success over tasks: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in means.items()))
+    print(f"wrote {path} and {out / 'closed_loop.png'}")
+    return 0
+
+
 def register(subparsers) -> None:
     ev = subparsers.add_parser("eval", help="evaluate a policy")
     sub = ev.add_subparsers(dest="eval_command", required=True)
@@ -109,3 +177,24 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--out", default=None, help="default: <model>/eval/open_loop")
     p.set_defaults(func=_open_loop)
+    c = sub.add_parser("closed-loop", help="success rate in a simulator, on held-out variations")
+    c.add_argument("--model", default=None, help="training run dir, model dir or Isaac-GR00T dir")
+    c.add_argument("--env", default="metaworld", choices=["metaworld"])
+    c.add_argument("--tasks", required=True, help="'mt10' or comma-separated task names")
+    c.add_argument("--episodes", type=int, default=50, help="variations per task (at most 50)")
+    c.add_argument("--seed", type=int, default=1,
+                   help="MT1 seed of the variations: use one the demonstrations did not (they "
+                        "default to 0)")
+    c.add_argument("--replan", type=int, default=8, help="execute this many steps of each chunk")
+    c.add_argument("--max-steps", type=int, default=150)
+    c.add_argument("--image", type=int, default=64,
+                   help="camera resolution; the one the demonstrations were recorded at")
+    c.add_argument("--baselines", action="store_true",
+                   help="also run zero / mean demo / random actions (from the model's statistics)")
+    c.add_argument("--videos", type=int, default=0, help="MP4s of the first N episodes per task")
+    c.add_argument("--step", type=int, default=None, help="a training run's checkpoint step")
+    c.add_argument("--data-config", default=None)
+    c.add_argument("--embodiment-tag", default=None)
+    c.add_argument("--steps", type=int, default=4, help="Euler steps")
+    c.add_argument("--out", default=None, help="default: <model>/eval/closed_loop")
+    c.set_defaults(func=_closed_loop)

@@ -229,7 +229,8 @@ def run_layers(layers: nnx.Module | nnx.List, carry: Any,
                body: Callable[[nnx.Module, Any, Any], Any], xs: Any = None, *,
                collect: bool = False, remat: str = "none"):
     """`scan_layers` for either layout: a stack is scanned; the inference layout (a list of
-    layers) is applied in a Python loop, `xs` sliced per layer. Same (carry, collected)."""
+    layers) is applied in a Python loop, `xs` sliced per layer. Same (carry, collected); a
+    pytree carry is collected leaf by leaf, as `lax.scan` does."""
     if not is_unrolled(layers):
         return scan_layers(layers, carry, body, xs, collect=collect, remat=remat)
     outs = []
@@ -238,4 +239,4 @@ def run_layers(layers: nnx.Module | nnx.List, carry: Any,
         carry = body(layer, carry, x)
         if collect:
             outs.append(carry)
-    return carry, (jnp.stack(outs) if collect else None)
+    return carry, (jax.tree.map(lambda *a: jnp.stack(a), *outs) if collect else None)

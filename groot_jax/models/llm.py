@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
@@ -27,18 +28,51 @@ from groot_jax.models.layers import (
 )
 
 
+def rope_frequencies(positions: Int[Array, "*p"], dim: int, theta: float) -> Float[Array, "*p f"]:
+    """Angles positions * theta^(-2i/dim), i < dim/2, in float32 (HF's default inv_freq)."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    return positions.astype(jnp.float32)[..., None] * inv_freq
+
+
 def rope_tables(positions: Int[Array, " l"], head_dim: int, theta: float):
     """cos, sin [L, H] in float32, as HF's default rotary embedding computes them."""
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
-    freqs = positions.astype(jnp.float32)[:, None] * inv_freq[None, :]
+    freqs = rope_frequencies(positions, head_dim, theta)
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb), jnp.sin(emb)
+
+
+def mrope_tables(position_ids: Int[Array, "3 b l"], head_dim: int, theta: float,
+                 section: tuple[int, int, int]):
+    """Interleaved M-RoPE (HF `Qwen3VLTextRotaryEmbedding`): cos, sin [B, L, H] in float32.
+
+    Frequency j takes its angle from position row h (1) when j % 3 == 1 and j < 3 * section[1],
+    from row w (2) when j % 3 == 2 and j < 3 * section[2], else from row t (0); then the
+    half-split layout [f, f] as `rope_tables`. Equal rows reduce to `rope_tables`."""
+    freqs = rope_frequencies(position_ids, head_dim, theta)  # [3, B, L, H/2]
+    j = np.arange(head_dim // 2)
+    row = np.zeros_like(j)
+    row[(j % 3 == 1) & (j < 3 * section[1])] = 1
+    row[(j % 3 == 2) & (j < 3 * section[2])] = 2
+    freqs = jnp.where(row == 1, freqs[1], jnp.where(row == 2, freqs[2], freqs[0]))
     emb = jnp.concatenate([freqs, freqs], axis=-1)
     return jnp.cos(emb), jnp.sin(emb)
 
 
 def apply_rope(x: Float[Array, "b l n h"], cos, sin) -> Float[Array, "b l n h"]:
+    """`rotate_half` RoPE; cos, sin are [L, H] (shared by the batch) or [B, L, H]."""
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos[None, :, None].astype(x.dtype) + rotated * sin[None, :, None].astype(x.dtype)
+    cos, sin = (cos[None, :, None], sin[None, :, None]) if cos.ndim == 2 else (cos[:, :, None],
+                                                                              sin[:, :, None])
+    return x * cos.astype(x.dtype) + rotated * sin.astype(x.dtype)
+
+
+def causal_mask(attention_mask: Bool[Array, "b l"] | None, batch: int,
+                seq: int) -> Bool[Array, "b l l"]:
+    """Causal mask [B, T, S] (True = attend), with the padding of `attention_mask` removed."""
+    causal = jnp.tril(jnp.ones((seq, seq), dtype=bool))[None]
+    mask = causal if attention_mask is None else causal & attention_mask[:, None, :].astype(bool)
+    return jnp.broadcast_to(mask, (batch, seq, seq))
 
 
 class DecoderLayer(nnx.Module):
@@ -103,9 +137,7 @@ class DecoderLM(nnx.Module):
         `hidden_states` tuple stacked: [embeddings, layer_1, ..., layer_{n-1}, norm(layer_n)]."""
         b, seq, _ = inputs_embeds.shape
         cos, sin = rope_tables(jnp.arange(seq), self.cfg.head_dim, self.cfg.rope_theta)
-        causal = jnp.tril(jnp.ones((seq, seq), dtype=bool))[None]
-        mask = causal if attention_mask is None else causal & attention_mask[:, None, :].astype(bool)
-        mask = jnp.broadcast_to(mask, (b, seq, seq))
+        mask = causal_mask(attention_mask, b, seq)
         out, per_layer = run_layers(self.layers, inputs_embeds,
                                     lambda layer, h, _: layer(h, cos, sin, mask),
                                     collect=return_hidden_states, remat=self.cfg.remat)

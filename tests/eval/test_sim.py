@@ -5,9 +5,10 @@ import pytest
 
 from groot_jax.convert import checkpoint as ck
 from groot_jax.data.modality import DataConfig
+from groot_jax.eval.closed_loop import rollout, wilson_interval
 from groot_jax.eval.policy import Policy, save_tokenizer_beside
-from groot_jax.eval.sim import MetaWorldTask, rollout, wilson_interval
 from groot_jax.models import groot
+from groot_jax.sim.metaworld import MetaWorldTask
 from tests.data.fixtures import write_tokenizer
 from tests.tiny_model import tiny_config_for
 

@@ -1,0 +1,276 @@
+"""Our Qwen3-VL vision tower and text decoder against transformers' `Qwen3VLModel` (fp32).
+
+The reference is transformers' own `Qwen3VLModel` (eager attention) at `Qwen3VLConfig.tiny()`
+sizes, randomly initialised and then perturbed so no norm stays at ones/zeros. A left-padded
+batch of two prompts, one image each of different grids (4x6 and 8x4 patches, so the learned
+6x6 position table is both down- and up-sampled and the vision blocks take the masked path),
+goes through both end to end: vision outputs, DeepStack features, M-RoPE position ids and every
+text hidden state are compared, at valid (non-padded) positions for the text.
+"""
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from flax import nnx
+
+from groot_jax.config import Qwen3VLConfig
+from groot_jax.convert.keymap import Entry, llm_entries
+from groot_jax.convert.state_dict import load_into
+from groot_jax.models.qwen3_vl_text import Qwen3VLTextModel, image_token_mask, mrope_position_ids
+from groot_jax.models.qwen3_vl_vision import Qwen3VLVisionTower
+from tests.parity.torch_helpers import max_abs, numpy_state_dict, randomize_
+
+pytestmark = pytest.mark.parity
+TOL = 1e-5
+CFG = Qwen3VLConfig.tiny()
+GRIDS = ((1, 4, 6), (1, 8, 4))  # (t, h, w) in patches; merged tokens 6 and 8
+
+
+def _hf_config(cfg: Qwen3VLConfig) -> transformers.Qwen3VLConfig:
+    v, t = cfg.vision, cfg.text
+    vision = dict(depth=v.num_layers, hidden_size=v.hidden_size, hidden_act="gelu_pytorch_tanh",
+                  intermediate_size=v.intermediate_size, num_heads=v.num_heads,
+                  in_channels=v.num_channels, patch_size=v.patch_size,
+                  spatial_merge_size=v.spatial_merge_size,
+                  temporal_patch_size=v.temporal_patch_size, out_hidden_size=v.out_hidden_size,
+                  num_position_embeddings=v.num_position_embeddings,
+                  deepstack_visual_indexes=list(v.deepstack_visual_indexes),
+                  rope_parameters=dict(rope_type="axial", rope_theta=v.rope_theta))
+    text = dict(vocab_size=t.vocab_size, hidden_size=t.hidden_size,
+                intermediate_size=t.intermediate_size, num_hidden_layers=t.num_layers,
+                num_attention_heads=t.num_heads, num_key_value_heads=t.num_kv_heads,
+                head_dim=t.head_dim, rms_norm_eps=t.rms_norm_eps, max_position_embeddings=512,
+                rope_parameters=dict(rope_type="default", rope_theta=t.rope_theta,
+                                     mrope_section=list(t.mrope_section), mrope_interleaved=True))
+    return transformers.Qwen3VLConfig(
+        vision_config=vision, text_config=text, image_token_id=cfg.image_token_id,
+        video_token_id=cfg.video_token_id, vision_start_token_id=cfg.vision_start_token_id,
+        vision_end_token_id=cfg.vision_end_token_id, attn_implementation="eager")
+
+
+def _vision_entries(cfg: Qwen3VLConfig, tk: str) -> list[Entry]:
+    """HF `Qwen3VLVisionModel` keys -> our tower (the Conv3d weight is pre-transposed by
+    `_vision_state_dict`, so it is a copy here)."""
+    def dense(key, path, layer=None):
+        return [Entry(f"{key}.weight", (*path, "kernel"), layer, "linear"),
+                Entry(f"{key}.bias", (*path, "bias"), layer)]
+
+    def norm(key, path, layer=None):
+        return [Entry(f"{key}.weight", (*path, "scale"), layer),
+                Entry(f"{key}.bias", (*path, "bias"), layer)]
+
+    def merger(key, path):
+        return (norm(f"{key}.norm", (*path, "norm")) + dense(f"{key}.linear_fc1", (*path, "linear_fc1"))
+                + dense(f"{key}.linear_fc2", (*path, "linear_fc2")))
+
+    out = [Entry(f"{tk}patch_embed.proj.weight", ("patch_kernel",)),
+           Entry(f"{tk}patch_embed.proj.bias", ("patch_bias",)),
+           Entry(f"{tk}pos_embed.weight", ("pos_embed",))]
+    for i in range(cfg.vision.num_layers):
+        b = f"{tk}blocks.{i}."
+        out += norm(f"{b}norm1", ("blocks", "norm1"), i) + norm(f"{b}norm2", ("blocks", "norm2"), i)
+        out += dense(f"{b}attn.qkv", ("blocks", "qkv"), i)
+        out += dense(f"{b}attn.proj", ("blocks", "proj"), i)
+        out += dense(f"{b}mlp.linear_fc1", ("blocks", "linear_fc1"), i)
+        out += dense(f"{b}mlp.linear_fc2", ("blocks", "linear_fc2"), i)
+    out += merger(f"{tk}merger", ("merger",))
+    for j in range(len(cfg.vision.deepstack_visual_indexes)):
+        out += merger(f"{tk}deepstack_merger_list.{j}", ("deepstack_merger_list", j))
+    return out
+
+
+def _load(model_fn, entries, state_dict, ignore=frozenset()):
+    model = nnx.eval_shape(model_fn)
+    graphdef, abstract = nnx.split(model, nnx.Param)
+    return nnx.merge(graphdef, load_into(entries, state_dict, abstract, ignore=set(ignore)))
+
+
+def _vision_state_dict(ref) -> dict[str, np.ndarray]:
+    sd = {k: v for k, v in numpy_state_dict(ref).items() if k.startswith("visual.")}
+    key = "visual.patch_embed.proj.weight"
+    sd[key] = sd[key].transpose(2, 3, 4, 1, 0)  # torch [D, C, T, P, P] -> ours [T, P, P, C, D]
+    return sd
+
+
+@functools.lru_cache(maxsize=1)
+def _reference():
+    torch.manual_seed(0)
+    ref = randomize_(transformers.Qwen3VLModel(_hf_config(CFG)).eval(), seed=3)
+    assert ref.config.vision_config._attn_implementation == "eager"
+    vision = _load(lambda: Qwen3VLVisionTower(CFG.vision, rngs=nnx.Rngs(0)),
+                   _vision_entries(CFG, "visual."), _vision_state_dict(ref))
+    text_sd = {k: v for k, v in numpy_state_dict(ref).items() if k.startswith("language_model.")}
+    text = _load(lambda: Qwen3VLTextModel(CFG.text, rngs=nnx.Rngs(0)),
+                 llm_entries(CFG.text, "language_model.", ()), text_sd)
+    return ref, vision, text, text_sd
+
+
+def _pixels(grids, seed=0) -> np.ndarray:
+    n = sum(t * h * w for t, h, w in grids)
+    return np.random.default_rng(seed).uniform(-1, 1, (n, CFG.vision.patch_dim)).astype(np.float32)
+
+
+def _prompts() -> tuple[np.ndarray, np.ndarray]:
+    """Two prompts `text <vision_start> <image>*n <vision_end> text`, the second left-padded."""
+    rng = np.random.default_rng(1)
+    m2 = CFG.vision.spatial_merge_size**2
+
+    def prompt(before, grid, after):
+        image = [CFG.image_token_id] * (grid[0] * grid[1] * grid[2] // m2)
+        return (list(rng.integers(0, 200, before)) + [CFG.vision_start_token_id] + image
+                + [CFG.vision_end_token_id] + list(rng.integers(0, 200, after)))
+
+    rows = [prompt(7, GRIDS[0], 4), prompt(3, GRIDS[1], 2)]
+    length = max(map(len, rows))
+    ids = np.zeros((2, length), np.int64)
+    mask = np.zeros((2, length), bool)
+    for b, row in enumerate(rows):
+        ids[b, length - len(row):], mask[b, length - len(row):] = row, True
+    assert not mask[1].all(), "the second prompt must be left-padded"
+    return ids, mask
+
+
+@functools.partial(jax.jit, static_argnames="grid")
+def _run_vision(model, pixels, grid):
+    return model(pixels, grid, return_hidden_states=True)
+
+
+@jax.jit
+def _run_text(model, ids, mask, positions, visual_mask, image, deepstack):
+    return model(ids, attention_mask=mask, position_ids=positions, visual_mask=visual_mask,
+                 visual_embeds=image, deepstack_embeds=deepstack, return_hidden_states=True)
+
+
+def _hf_forward(ref, ids, mask, pixels):
+    captured = {}
+    last = ref.language_model.layers[-1]
+    hook = last.register_forward_hook(lambda mod, args, out: captured.update(last=out))
+    try:
+        with torch.no_grad():
+            out = ref(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask).long(),
+                      pixel_values=torch.from_numpy(pixels),
+                      image_grid_thw=torch.tensor(GRIDS),
+                      mm_token_type_ids=torch.from_numpy((ids == CFG.image_token_id).astype(np.int64)),
+                      output_hidden_states=True)
+            positions, deltas = ref.get_rope_index(
+                torch.from_numpy(ids), torch.from_numpy((ids == CFG.image_token_id).astype(np.int64)),
+                image_grid_thw=torch.tensor(GRIDS), attention_mask=torch.from_numpy(mask).long())
+    finally:
+        hook.remove()
+    return out, captured["last"], positions.numpy(), deltas.numpy()
+
+
+def _valid_max_abs(ours, ref, mask) -> float:
+    valid = mask[..., None]
+    return max_abs(np.where(valid, ours, 0), np.where(valid, np.asarray(ref), 0))
+
+
+def test_qwen3_vl_matches_transformers():
+    ref, vision, text, text_sd = _reference()
+    ids, mask = _prompts()
+    pixels = _pixels(GRIDS)
+    out, ref_last, ref_positions, ref_deltas = _hf_forward(ref, ids, mask, pixels)
+    errors = {}
+
+    # Vision tower: every block, merged tokens, DeepStack features.
+    image, deepstack, vstates = _run_vision(vision, jnp.asarray(pixels), GRIDS)
+    with torch.no_grad():
+        ref_vision = ref.visual(torch.from_numpy(pixels), grid_thw=torch.tensor(GRIDS),
+                                output_hidden_states=True)
+    assert vstates.shape[0] == len(ref_vision.hidden_states) == CFG.vision.num_layers + 1
+    for i, h in enumerate(ref_vision.hidden_states):
+        errors[f"vision state {i}"] = max_abs(vstates[i], h)
+    errors["image tokens"] = max_abs(image, torch.cat(out.image_outputs.pooler_output))
+    assert len(deepstack) == len(out.image_outputs.deepstack_features) == 2
+    for j, feats in enumerate(out.image_outputs.deepstack_features):
+        errors[f"deepstack {j}"] = max_abs(deepstack[j], torch.cat(feats))
+
+    # M-RoPE position ids: exact.
+    positions, deltas = mrope_position_ids(CFG, ids, np.asarray(GRIDS), mask)
+    np.testing.assert_array_equal(positions, ref_positions)
+    np.testing.assert_array_equal(deltas, ref_deltas)
+
+    # Text decoder fed with our vision outputs: every hidden state at valid positions.
+    n = CFG.text.num_layers
+    feature, states = _run_text(text, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(positions),
+                                image_token_mask(CFG, ids), image, deepstack)
+    assert states.shape[0] == len(out.hidden_states) == n + 1
+    for i in range(n):  # HF's last entry is normed; compared below
+        errors[f"text state {i}"] = _valid_max_abs(states[i], out.hidden_states[i], mask)
+    errors["feature (pre-norm)"] = _valid_max_abs(feature, ref_last, mask)
+    errors["last_hidden_state"] = _valid_max_abs(text.final_norm(feature), out.last_hidden_state,
+                                                 mask)
+    assert max_abs(states[n], feature) == 0.0
+
+    # The cut at select_layer = 2: our 2-layer model's feature is HF hidden_states[2].
+    cut_cfg = dataclasses.replace(CFG.text, num_layers=2)
+    cut = _load(lambda: Qwen3VLTextModel(cut_cfg, rngs=nnx.Rngs(0)),
+                llm_entries(cut_cfg, "language_model.", ()), text_sd,
+                ignore={k for k in text_sd if k.startswith("language_model.layers.2.")})
+    cut_feature, _ = _run_text(cut, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(positions),
+                               image_token_mask(CFG, ids), image, deepstack)
+    errors["select_layer=2 feature"] = _valid_max_abs(cut_feature, out.hidden_states[2], mask)
+
+    print({k: f"{v:.2e}" for k, v in errors.items()})
+    bad = {k: v for k, v in errors.items() if not v <= TOL}
+    assert not bad, f"above {TOL}: {bad}"
+
+
+def test_qwen3_vl_equal_frames_and_inference_layout():
+    """Equal-size frames (a 2-frame image and a 1-frame image of the same grid) take the batched
+    attention path; the inference layout (unrolled layers, [out, in] kernels) gives the same."""
+    ref, vision, text, _ = _reference()
+    grids = ((2, 4, 4), (1, 4, 4))
+    pixels = _pixels(grids, seed=2)
+    with torch.no_grad():
+        ref_out = ref.visual(torch.from_numpy(pixels), grid_thw=torch.tensor(grids),
+                             output_hidden_states=True)
+    unrolled = nnx.clone(vision)
+    unrolled.unroll()
+    for model in (vision, unrolled):
+        image, deepstack, states = _run_vision(model, jnp.asarray(pixels), grids)
+        assert max_abs(image, ref_out.pooler_output) <= TOL
+        for j, feat in enumerate(ref_out.deepstack_features):
+            assert max_abs(deepstack[j], feat) <= TOL, f"deepstack {j}"
+        for i, h in enumerate(ref_out.hidden_states):
+            assert max_abs(states[i], h) <= TOL, f"vision state {i}"
+
+    # Text in the inference layout against the stacked one (same inputs, DeepStack on).
+    ids, mask = _prompts()
+    positions, _ = mrope_position_ids(CFG, ids, np.asarray(GRIDS), mask)
+    image, deepstack, _ = _run_vision(vision, jnp.asarray(_pixels(GRIDS)), GRIDS)
+    args = (jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(positions), image_token_mask(CFG, ids),
+            image, deepstack)
+    text_unrolled = nnx.clone(text)
+    text_unrolled.unroll()
+    _, stacked_states = _run_text(text, *args)
+    _, unrolled_states = _run_text(text_unrolled, *args)
+    assert _valid_max_abs(unrolled_states, stacked_states, mask[None]) <= TOL
+
+
+def test_qwen3_vl_parity_can_fail():
+    """Negative control: a 1e-3 change to DeepStack merger 1's norm breaks that feature and only
+    the text state after decoder layer 1 (where it is added), not the earlier ones."""
+    _, vision, text, _ = _reference()
+    ids, mask = _prompts()
+    pixels = jnp.asarray(_pixels(GRIDS))
+    positions, _ = mrope_position_ids(CFG, ids, np.asarray(GRIDS), mask)
+    args = (jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(positions), image_token_mask(CFG, ids))
+    image, deepstack, _ = _run_vision(vision, pixels, GRIDS)
+    _, states = _run_text(text, *args, image, deepstack)
+
+    broken = nnx.clone(vision)
+    scale = broken.deepstack_merger_list[1].norm.scale
+    scale.set_value(scale[...] + 1e-3)
+    image_b, deepstack_b, _ = _run_vision(broken, pixels, GRIDS)
+    _, states_b = _run_text(text, *args, image_b, deepstack_b)
+    assert max_abs(image_b, image) == 0.0 and max_abs(deepstack_b[0], deepstack[0]) == 0.0
+    assert max_abs(deepstack_b[1], deepstack[1]) > TOL
+    for i in range(3):
+        assert _valid_max_abs(states_b[i], states[i], mask) == 0.0, f"text state {i}"
+    assert _valid_max_abs(states_b[3], states[3], mask) > TOL
