@@ -133,7 +133,7 @@ def demo_observation(episode: dict) -> dict:
             "annotation.human.task_description": TASK}
 
 
-def run_demo(out_dir: str | os.PathLike, *, steps: int = 600, episodes: int = 64,
+def run_demo(out_dir: str | os.PathLike, *, steps: int = 1500, episodes: int = 64,
              length: int = 32, batch_size: int = 16) -> dict:
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m groot_jax.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir", nargs="?", default="runs/demo")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--episodes", type=int, default=64)
     args = p.parse_args(argv)
     run_demo(args.out_dir, steps=args.steps, episodes=args.episodes)
