@@ -98,6 +98,7 @@ def _closed_loop(args) -> int:
     import time
     from pathlib import Path
 
+    from groot_jax.data.video import write_video
     from groot_jax.eval.closed_loop import (
         check_policy_keys,
         observation_blind_policies,
@@ -142,8 +143,6 @@ def _closed_loop(args) -> int:
             print(f"{name:>16} {task:>24}: {r.successes}/{r.episodes} = {100 * r.rate:.0f}% "
                   f"[{100 * lo:.1f}, {100 * hi:.1f}] ({time.perf_counter() - t0:.0f}s)", flush=True)
             for i, frames in enumerate(r.frames):
-                from groot_jax.data.video import write_video
-
                 (out / "videos").mkdir(parents=True, exist_ok=True)
                 write_video(str(out / "videos" / f"{task}_variation{i}.mp4"), frames, 20,
                             codec="libx264", crf=23)
