@@ -137,7 +137,8 @@ def _closed_loop(args) -> int:
             t0 = time.perf_counter()
             r = rollout(get_action, task, list(range(args.episodes)), seed=args.seed,
                         max_steps=args.max_steps, replan_every=args.replan,
-                        image_size=args.image, record=args.videos if name == "groot-jax" else 0)
+                        image_size=args.image, record=args.videos if name == "groot-jax" else 0,
+                        render=name == "groot-jax")
             results[name][task] = r.summary()
             lo, hi = r.interval
             print(f"{name:>16} {task:>24}: {r.successes}/{r.episodes} = {100 * r.rate:.0f}% "

@@ -61,12 +61,14 @@ def _batch(observations: list[dict]) -> dict:
 
 def rollout(get_action: Callable[[dict], dict], task: str, variations: list[int], *,
             max_steps: int = 150, replan_every: int = 8, seed: int = 0,
-            image_size: int = 224, record: int = 0) -> ClosedLoopResult:
+            image_size: int = 224, record: int = 0, render: bool = True) -> ClosedLoopResult:
     """Run one episode per variation of `MT1(task, seed)` in lockstep; `record`: keep the
-    frames [T, H, W, 3] of the first that many episodes (for videos)."""
+    frames [T, H, W, 3] of the first that many episodes (for videos); `render=False`: black
+    frames, for policies that do not look (the observation-blind baselines)."""
     if replan_every < 1:
         raise ValueError(f"replan_every must be >= 1, got {replan_every}")
-    envs = [MetaWorldTask(task, v, seed=seed, image_size=image_size) for v in variations]
+    envs = [MetaWorldTask(task, v, seed=seed, image_size=image_size, render=render)
+            for v in variations]
     try:
         obs = [e.reset() for e in envs]
         frames = [[o[f"video.{CAMERA}"][0]] for o in obs[:record]]

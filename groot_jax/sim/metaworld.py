@@ -60,9 +60,12 @@ def parse_tasks(spec: str) -> list[str]:
 
 
 class MetaWorldTask:
-    """One Meta-World task variation, rendered at `image_size` with the slow effects off."""
+    """One Meta-World task variation, rendered at `image_size` with the slow effects off.
+    `render=False` gives black frames (for observation-blind policies: software rendering is
+    most of a step's time)."""
 
-    def __init__(self, name: str, variation: int, *, seed: int = 0, image_size: int = 224):
+    def __init__(self, name: str, variation: int, *, seed: int = 0, image_size: int = 224,
+                 render: bool = True):
         os.environ.setdefault("MUJOCO_GL", "egl")
         import metaworld
 
@@ -78,14 +81,17 @@ class MetaWorldTask:
         model.vis.quality.offsamples = 0
         model.light_castshadow[:] = 0
         model.mat_reflectance[:] = 0
-        self.obs = None
+        self.obs, self._render, self.image_size = None, render, image_size
 
     def reset(self) -> dict:
         self.obs, _ = self.env.reset()
         return self.observation()
 
     def observation(self) -> dict:
-        frame = self.env.render()[::-1, ::-1]  # corner cameras render rotated by 180 degrees
+        if not self._render:
+            frame = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        else:  # corner cameras render rotated by 180 degrees
+            frame = self.env.render()[::-1, ::-1]
         return {f"video.{CAMERA}": np.ascontiguousarray(frame)[None],
                 "state.hand": self.obs[None, 0:3].astype(np.float32),
                 "state.gripper": self.obs[None, 3:4].astype(np.float32),

@@ -36,6 +36,7 @@ def test_record_writes_a_lerobot_v3_dataset(recorded):
     assert set(rec["tasks"]) == set(TASKS)
     for t in TASKS:  # the scripted expert solves these variations
         assert rec["tasks"][t]["expert_successes"] == 2 == rec["tasks"][t]["episodes_written"]
+        assert rec["tasks"][t]["seed_variation"] == [[0, 0], [0, 1]]
     src = open_reader(str(ds), "lerobot")
     assert len(src.episode_lengths) == 4
     modality = json.loads((ds / "meta" / "modality.json").read_text())
@@ -85,3 +86,27 @@ def test_bad_task_name_is_one_line(capsys):
                "--out", "/nonexistent/never") == 1
     err = capsys.readouterr().err
     assert "reach-v9" in err and "reach-v3" in err
+
+
+def test_more_demonstrations_than_one_seed_has_asks_for_another_seed(capsys, tmp_path):
+    assert cli("record", "metaworld", "--tasks", "reach-v3", "--episodes", 51,
+               "--out", tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert "--episodes 51" in err and "50 variations" in err and "--seed" in err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_baselines_need_no_rendering():
+    """Observation-blind policies run on black frames (software rendering is most of a step)."""
+    from groot_jax.sim.metaworld import MetaWorldTask
+
+    blind = MetaWorldTask("reach-v3", 0, image_size=32, render=False)
+    seen = MetaWorldTask("reach-v3", 0, image_size=32)
+    try:
+        a, b = blind.reset(), seen.reset()
+        np.testing.assert_array_equal(a["state.hand"], b["state.hand"])
+        assert a["video.corner"].shape == b["video.corner"].shape == (1, 32, 32, 3)
+        assert a["video.corner"].max() == 0 < b["video.corner"].max()
+    finally:
+        blind.close()
+        seen.close()
