@@ -8,7 +8,7 @@ def _seed_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: seeds are integers, e.g. 0 or 0,2")
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds are integers, e.g. 0 or 0,2") from None
 
 
 def _record_metaworld(args: argparse.Namespace) -> int:
