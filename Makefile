@@ -6,9 +6,11 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 TPU_AOT := .tpu-aot
 REF := .venv-ref
 LEROBOT_WRITER := .venv-lerobot
+# lerobot 0.6.1's N1.7 (Python 3.12, ~5 GB CUDA torch): cached outside the clone, keyed by its recipe.
+REF17 := $(or $(GROOT_N17_REF),$(HOME)/.cache/groot-jax/n17-ref-$(shell sha256sum tests/reference/n17/install.sh | cut -c1-12))
 PYTEST_ARGS ?=
 
-.PHONY: demo test parity slow lint clean-venv tpu-aot
+.PHONY: demo test parity slow lint clean-venv tpu-aot n17-ref
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +32,13 @@ tpu-aot: $(TPU_AOT)/.installed
 $(REF)/.installed: tests/reference/install.sh
 	bash tests/reference/install.sh $(REF)
 
+# lerobot 0.6.1's GR00T N1.7, the N1.7 parity reference (tests/parity/reference_env.py finds it).
+# Order-only: the directory name already encodes the recipe (a fresh clone has newer mtimes).
+$(REF17)/.installed: | tests/reference/n17/install.sh
+	bash tests/reference/n17/install.sh $(REF17)
+
+n17-ref: $(REF17)/.installed
+
 # lerobot 0.4.4 (writes LeRobot v3.0): the data tests build their v3.0 fixture with it.
 $(LEROBOT_WRITER)/.installed: tests/data/install_lerobot_writer.sh
 	bash tests/data/install_lerobot_writer.sh $(LEROBOT_WRITER)
@@ -40,13 +49,13 @@ demo: $(VENV)/.installed
 	rm -rf runs/demo
 	$(PY) -m groot_jax.demo runs/demo
 
-test: $(VENV)/.installed $(TPU_AOT)/.installed $(REF)/.installed $(LEROBOT_WRITER)/.installed
+test: $(VENV)/.installed $(TPU_AOT)/.installed $(REF)/.installed $(REF17)/.installed $(LEROBOT_WRITER)/.installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-parity: $(VENV)/.installed $(REF)/.installed
+parity: $(VENV)/.installed $(REF)/.installed $(REF17)/.installed
 	$(PY) -m pytest -m parity $(PYTEST_ARGS)
 
-slow: $(VENV)/.installed $(TPU_AOT)/.installed $(REF)/.installed
+slow: $(VENV)/.installed $(TPU_AOT)/.installed $(REF)/.installed $(REF17)/.installed
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

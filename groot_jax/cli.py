@@ -29,8 +29,8 @@ def _demo(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     n_img = cfg.backbone.tokens_per_image
     ids = rng.integers(0, 1000, (1, 20 + n_img)).astype(np.int32)
-    ids[0, 8:8 + n_img] = cfg.backbone.image_token_index
-    size = cfg.backbone.vision.image_size
+    ids[0, 8:8 + n_img] = cfg.backbone.image_token_id
+    size = cfg.backbone.image_size
     frame = rng.integers(0, 256, (1, 1, size, size, 3), dtype=np.uint8)
     inputs = dict(input_ids=ids, attention_mask=np.ones(ids.shape, bool),
                   pixel_values=(frame.astype(np.float32) / 255.0 - 0.5) / 0.5,

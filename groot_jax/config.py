@@ -143,6 +143,33 @@ class EagleConfig:
     def feature_dim(self) -> int:
         return self.project_to_dim or self.llm.hidden_size
 
+    # ---- the backbone protocol (see `BackboneConfig`) -------------------------------------
+    prompt_format = "eagle"
+
+    @property
+    def image_size(self) -> int:
+        return self.vision.image_size
+
+    @property
+    def image_token_id(self) -> int:
+        return self.image_token_index
+
+    @property
+    def vocab_size(self) -> int:
+        return self.llm.vocab_size
+
+    def with_vocab(self, vocab_size: int, image_token_id: int, **special_ids: int) -> EagleConfig:
+        """This backbone with a tokenizer's vocabulary and image-placeholder id (Eagle has no
+        other special ids in its config: `special_ids` must be empty)."""
+        if special_ids:
+            raise ValueError(f"EagleConfig has no special-token fields {sorted(special_ids)}")
+        return dataclasses.replace(self, llm=dataclasses.replace(self.llm, vocab_size=vocab_size),
+                                   image_token_index=image_token_id)
+
+    def with_remat(self, remat: Remat) -> EagleConfig:
+        return dataclasses.replace(self, vision=dataclasses.replace(self.vision, remat=remat),
+                                   llm=dataclasses.replace(self.llm, remat=remat))
+
 
 @dataclasses.dataclass(frozen=True)
 class Qwen3VLVisionConfig:
@@ -232,8 +259,16 @@ class Qwen3VLConfig:
     video_token_id: int = 151656
     vision_start_token_id: int = 151652
     vision_end_token_id: int = 151653
+    # GR00T feeds square frames of this size (its processor's default resize target, N1.7 spec
+    # 4): the grid is static, (1, image_size / patch, image_size / patch). HF's model itself
+    # takes any grid.
+    image_size: int = 256
 
     def __post_init__(self):
+        px = self.vision.patch_size * self.vision.spatial_merge_size
+        if self.image_size <= 0 or self.image_size % px:
+            raise ValueError(f"Qwen3VLConfig.image_size={self.image_size} must be a positive "
+                             f"multiple of patch_size * spatial_merge_size = {px}")
         if self.vision.out_hidden_size != self.text.hidden_size:
             raise ValueError(f"Qwen3VLConfig: vision.out_hidden_size={self.vision.out_hidden_size} "
                              f"must equal text.hidden_size={self.text.hidden_size}")
@@ -242,6 +277,38 @@ class Qwen3VLConfig:
             if not 0 <= getattr(self, name) < self.text.vocab_size:
                 raise ValueError(f"Qwen3VLConfig.{name}={getattr(self, name)} is outside the "
                                  f"vocabulary (size {self.text.vocab_size})")
+
+    # ---- the backbone protocol (see `BackboneConfig`) -------------------------------------
+    prompt_format = "qwen3_vl"
+
+    @property
+    def grid_thw(self) -> tuple[int, int, int]:
+        """The patch grid of one frame (a still image fills the temporal patch by repetition)."""
+        side = self.image_size // self.vision.patch_size
+        return (1, side, side)
+
+    @property
+    def tokens_per_image(self) -> int:
+        t, h, w = self.grid_thw
+        return t * h * w // self.vision.spatial_merge_size**2
+
+    @property
+    def feature_dim(self) -> int:
+        return self.text.hidden_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text.vocab_size
+
+    def with_vocab(self, vocab_size: int, image_token_id: int, **special_ids: int) -> Qwen3VLConfig:
+        """This backbone with a tokenizer's vocabulary, image-pad id and other special ids
+        (`video_token_id`, `vision_start_token_id`, `vision_end_token_id`)."""
+        return dataclasses.replace(self, text=dataclasses.replace(self.text, vocab_size=vocab_size),
+                                   image_token_id=image_token_id, **special_ids)
+
+    def with_remat(self, remat: Remat) -> Qwen3VLConfig:
+        return dataclasses.replace(self, vision=dataclasses.replace(self.vision, remat=remat),
+                                   text=dataclasses.replace(self.text, remat=remat))
 
     @classmethod
     def cosmos_reason2_2b(cls, **overrides) -> Qwen3VLConfig:
@@ -262,7 +329,7 @@ class Qwen3VLConfig:
                                  mrope_section=(6, 5, 5))
         return dataclasses.replace(cls(vision=vision, text=text, image_token_id=250,
                                        video_token_id=251, vision_start_token_id=252,
-                                       vision_end_token_id=253), **overrides)
+                                       vision_end_token_id=253, image_size=32), **overrides)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +348,10 @@ class DiTConfig:
     final_norm_eps: float = 1e-6
     timestep_channels: int = 256
     remat: Remat = "none"
+    # N1.6/N1.7 `AlternateVLDiT` (spec N1.7 1.2): the cross blocks take boolean key masks; block
+    # idx with idx % (2n) == 0 attends the valid non-image (text) tokens, the other cross blocks
+    # the valid image tokens. None = N1/N1.5 DiT: every cross block attends every VL token.
+    attend_text_every_n_blocks: int | None = None
 
     def __post_init__(self):
         _check_remat("DiTConfig", self.remat)
@@ -289,6 +360,17 @@ class DiTConfig:
         if self.interleave_self_attention and self.num_layers % 2:
             raise ValueError(f"DiTConfig.num_layers={self.num_layers} must be even when cross "
                              "and self attention blocks interleave")
+        if self.attend_text_every_n_blocks is not None:
+            _positive("DiTConfig", attend_text_every_n_blocks=self.attend_text_every_n_blocks)
+            if not self.interleave_self_attention:
+                raise ValueError("DiTConfig.attend_text_every_n_blocks (AlternateVLDiT) needs "
+                                 "interleave_self_attention=True")
+
+    def cross_block_attends_text(self, cross_index: int) -> bool:
+        """With the text/image alternation: whether the `cross_index`-th cross block (DiT block
+        2 * cross_index) attends the text tokens (else the image tokens)."""
+        n = self.attend_text_every_n_blocks
+        return (2 * cross_index) % (2 * n) == 0
 
     @property
     def inner_dim(self) -> int:
@@ -350,8 +432,21 @@ class ActionHeadConfig:
     noise_s: float = 0.999
     num_timestep_buckets: int = 1000
     num_inference_timesteps: int = 4
+    # Training flow time from u ~ Beta(alpha, beta): "n1_5" t = (s - u) / s (lerobot 0.5.1);
+    # "n1_7" t = (1 - u) * s (N1.6 / N1.7, lerobot 0.6.1 GR00TN17ActionHead.sample_time).
+    time_sampling: Literal["n1_5", "n1_7"] = "n1_5"
+    # Loss denominator: masked sum / (mask.sum() + loss_eps); N1.7 adds 1e-6, N1.5 adds nothing.
+    loss_eps: float = 0.0
+    # Training only: probability of zeroing a sample's whole state token (N1.7; 0 for N1.5).
+    state_dropout_prob: float = 0.0
 
     def __post_init__(self):
+        if self.time_sampling not in ("n1_5", "n1_7"):
+            raise ValueError(f"ActionHeadConfig.time_sampling must be n1_5|n1_7, got "
+                             f"{self.time_sampling!r}")
+        if not 0.0 <= self.state_dropout_prob < 1.0:
+            raise ValueError(f"ActionHeadConfig.state_dropout_prob={self.state_dropout_prob} "
+                             "must be in [0, 1)")
         _positive("ActionHeadConfig", action_dim=self.action_dim,
                   action_horizon=self.action_horizon, max_state_dim=self.max_state_dim,
                   hidden_size=self.hidden_size, input_embedding_dim=self.input_embedding_dim,
@@ -385,17 +480,69 @@ class ActionHeadConfig:
     def flare_layer(self) -> int:
         return self.dit.num_layers // 2 if self.flare.layer is None else self.flare.layer
 
+    @classmethod
+    def n1_7(cls, **overrides) -> ActionHeadConfig:
+        """GR00T N1.7's head as released (spec N1.7 1.2, 1.3; lerobot 0.6.1 GR00T_N1_7_DEFAULTS):
+        no future tokens, AlternateVLDiT (32 blocks, text/image every 2), 4-block VL
+        self-attention, t = (1 - u) * 0.999, state dropout 0.2 (lerobot's default)."""
+        head = cls(
+            action_dim=132, action_horizon=40, max_state_dim=132, hidden_size=1024,
+            input_embedding_dim=1536, backbone_embedding_dim=2048, max_num_embodiments=32,
+            num_future_tokens=0, max_seq_len=1024, add_pos_embed=True, use_vlln=True,
+            dit=DiTConfig(num_layers=32, num_heads=32, head_dim=48, output_dim=1024,
+                          cross_attention_dim=2048, dropout=0.2, attend_text_every_n_blocks=2),
+            vl_self_attention=VLSelfAttentionConfig(num_layers=4, num_heads=32, head_dim=64,
+                                                    dropout=0.2),
+            time_sampling="n1_7", loss_eps=1e-6, state_dropout_prob=0.2)
+        return dataclasses.replace(head, **overrides)
+
+    @classmethod
+    def tiny_n1_7(cls, **overrides) -> ActionHeadConfig:
+        """The tiny lerobot 0.6.1 N1.7 head of ../shared/reference/n17/tiny_model.py (no
+        dropout, no state dropout)."""
+        head = cls.n1_7(
+            action_dim=7, action_horizon=4, max_state_dim=8, hidden_size=32,
+            input_embedding_dim=48, backbone_embedding_dim=64, max_seq_len=64,
+            dit=DiTConfig(num_layers=4, num_heads=2, head_dim=24, output_dim=32,
+                          cross_attention_dim=64, dropout=0.0, attend_text_every_n_blocks=2),
+            vl_self_attention=VLSelfAttentionConfig(num_layers=1, num_heads=2, head_dim=32,
+                                                    dropout=0.0),
+            state_dropout_prob=0.0)
+        return dataclasses.replace(head, **overrides)
+
+
+# A backbone config is one of these. What the rest of the code may ask of it (the backbone
+# protocol): `image_size` (square frames fed), `tokens_per_image`, `image_token_id`,
+# `feature_dim`, `vocab_size`, `prompt_format` ("eagle" | "qwen3_vl": groot_jax.data.prompt),
+# `with_vocab(vocab_size, image_token_id)` and `with_remat(remat)`. The module side is
+# groot_jax.models.backbone (build, forward to BackboneOutput, trainable groups, FLOPs) and the
+# checkpoint side groot_jax.convert.keymap.
+BackboneConfig = EagleConfig | Qwen3VLConfig
+
+# Which backbone each GR00T generation has.
+BACKBONE_OF_MODEL_TYPE = {"gr00t_n1": EagleConfig, "gr00t_n1_5": EagleConfig,
+                          "gr00t_n1_7": Qwen3VLConfig}
+ModelType = Literal["gr00t_n1_5", "gr00t_n1", "gr00t_n1_7"]
+
 
 @dataclasses.dataclass(frozen=True)
 class GR00TConfig:
-    """The whole policy: Eagle backbone + flow-matching action head."""
+    """The whole policy: a VLM backbone (Eagle for N1 / N1.5, Qwen3-VL for N1.7) + the
+    flow-matching action head (N1.5's with future tokens; N1.7's with AlternateVLDiT)."""
 
     name: str = "n1_5_3b"
-    model_type: Literal["gr00t_n1_5", "gr00t_n1"] = "gr00t_n1_5"
-    backbone: EagleConfig = EagleConfig()
+    model_type: ModelType = "gr00t_n1_5"
+    backbone: BackboneConfig = EagleConfig()
     action_head: ActionHeadConfig = ActionHeadConfig()
 
     def __post_init__(self):
+        want = BACKBONE_OF_MODEL_TYPE.get(self.model_type)
+        if want is None:
+            raise ValueError(f"GR00TConfig.model_type={self.model_type!r}; known: "
+                             f"{sorted(BACKBONE_OF_MODEL_TYPE)}")
+        if not isinstance(self.backbone, want):
+            raise ValueError(f"GR00TConfig: model_type {self.model_type!r} has a "
+                             f"{want.__name__} backbone, got {type(self.backbone).__name__}")
         if self.backbone.feature_dim != self.action_head.backbone_embedding_dim:
             raise ValueError(f"backbone feature width {self.backbone.feature_dim} must equal "
                              f"action_head.backbone_embedding_dim="
@@ -404,11 +551,9 @@ class GR00TConfig:
     def with_remat(self, remat: Remat) -> GR00TConfig:
         """This config with every scanned layer stack (SigLIP, LLM, VL self-attention, DiT) under
         the rematerialisation policy `remat` (see REMAT)."""
-        bb, ah = self.backbone, self.action_head
+        ah = self.action_head
         return dataclasses.replace(
-            self,
-            backbone=dataclasses.replace(bb, vision=dataclasses.replace(bb.vision, remat=remat),
-                                         llm=dataclasses.replace(bb.llm, remat=remat)),
+            self, backbone=self.backbone.with_remat(remat),
             action_head=dataclasses.replace(
                 ah, dit=dataclasses.replace(ah.dit, remat=remat),
                 vl_self_attention=dataclasses.replace(ah.vl_self_attention, remat=remat)))
@@ -491,8 +636,37 @@ class GR00TConfig:
                                        action_head=head), **overrides)
 
 
+    @classmethod
+    def n1_7_3b(cls, **overrides) -> GR00TConfig:
+        """GR00T-N1.7-3B as released (N1.7 spec 1): Cosmos-Reason2-2B (Qwen3-VL) cut at 16
+        text layers, DeepStack at vision blocks 5/11/17, 256x256 frames (64 tokens each), and
+        N1.7's head (AlternateVLDiT of 32 blocks, 132-wide slots, 40-step horizon)."""
+        qwen = Qwen3VLConfig.cosmos_reason2_2b()
+        backbone = dataclasses.replace(qwen, text=dataclasses.replace(qwen.text, num_layers=16))
+        return dataclasses.replace(cls(name="n1_7_3b", model_type="gr00t_n1_7",
+                                       backbone=backbone, action_head=ActionHeadConfig.n1_7()),
+                                   **overrides)
+
+    @classmethod
+    def tiny_n1_7(cls, **overrides) -> GR00TConfig:
+        """N1.7 at the tiny random size of ../shared/reference/n17/tiny_model.py (lerobot 0.6.1):
+        Qwen3-VL vision 4 x 64 (16-px patches, DeepStack after blocks 0-2), text 64 wide with
+        3 of 4 layers kept (select_layer 3), the real special-token ids and vocabulary, 64x64
+        frames (4 tokens each), the tiny N1.7 head."""
+        vision = Qwen3VLVisionConfig(hidden_size=64, intermediate_size=128, num_layers=4,
+                                     num_heads=4, out_hidden_size=64,
+                                     deepstack_visual_indexes=(0, 1, 2))
+        text = Qwen3VLTextConfig(hidden_size=64, intermediate_size=128, num_layers=3,
+                                 num_heads=4, num_kv_heads=2, head_dim=16, mrope_section=(4, 2, 2))
+        backbone = Qwen3VLConfig(vision=vision, text=text, image_size=64)
+        return dataclasses.replace(cls(name="tiny_n1_7", model_type="gr00t_n1_7",
+                                       backbone=backbone,
+                                       action_head=ActionHeadConfig.tiny_n1_7()), **overrides)
+
+
 PRESETS = {"n1_5_3b": GR00TConfig.n1_5_3b, "n1_2b": GR00TConfig.n1_2b,
-           "tiny": GR00TConfig.tiny, "tiny_n1": GR00TConfig.tiny_n1, "small": GR00TConfig.small}
+           "tiny": GR00TConfig.tiny, "tiny_n1": GR00TConfig.tiny_n1, "small": GR00TConfig.small,
+           "n1_7_3b": GR00TConfig.n1_7_3b, "tiny_n1_7": GR00TConfig.tiny_n1_7}
 
 
 def preset(name: str, /, **overrides) -> GR00TConfig:
@@ -509,6 +683,7 @@ def preset(name: str, /, **overrides) -> GR00TConfig:
 _NESTED = {
     GR00TConfig: {"backbone": EagleConfig, "action_head": ActionHeadConfig},
     EagleConfig: {"vision": SiglipConfig, "llm": LlmConfig},
+    Qwen3VLConfig: {"vision": Qwen3VLVisionConfig, "text": Qwen3VLTextConfig},
     ActionHeadConfig: {"dit": DiTConfig, "vl_self_attention": VLSelfAttentionConfig,
                        "flare": FlareConfig},
 }
@@ -525,7 +700,14 @@ def config_from_dict(data: dict, cls=GR00TConfig):
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(known)}")
     kwargs = {}
+    tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}
     for name, value in data.items():
         sub = _NESTED.get(cls, {}).get(name)
-        kwargs[name] = config_from_dict(value, sub) if sub is not None else value
+        if cls is GR00TConfig and name == "backbone":
+            sub = BACKBONE_OF_MODEL_TYPE.get(data.get("model_type", "gr00t_n1_5"), EagleConfig)
+        if sub is not None:
+            value = config_from_dict(value, sub)
+        elif name in tuples and isinstance(value, list):   # JSON has no tuples
+            value = tuple(value)
+        kwargs[name] = value
     return cls(**kwargs)

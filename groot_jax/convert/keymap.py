@@ -5,7 +5,8 @@ index the nested dict of `nnx.State` (see `groot_jax.models`). Layers that we st
 `lax.scan` take one torch key per layer: `Entry.layer` is the index on the stacked axis.
 
 Transforms: `linear` = torch Linear weight [out, in] <-> our kernel [in, out]; `conv` = torch
-Conv2d [out, in, kh, kw] <-> ours [kh, kw, in, out]; `copy` = same layout.
+Conv2d [out, in, kh, kw] <-> ours [kh, kw, in, out]; `conv3d` = torch Conv3d [out, in, kt, kh,
+kw] <-> ours [kt, kh, kw, in, out]; `copy` = same layout.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from groot_jax.config import (
     EagleConfig,
     GR00TConfig,
     LlmConfig,
+    Qwen3VLConfig,
+    Qwen3VLVisionConfig,
     SiglipConfig,
 )
 
@@ -31,7 +34,7 @@ class Entry:
     torch_key: str
     path: Path
     layer: int | None = None
-    kind: str = "copy"  # 'copy' | 'linear' | 'conv'
+    kind: str = "copy"  # 'copy' | 'linear' | 'conv' | 'conv3d'
 
 
 def to_ours(kind: str, array: np.ndarray) -> np.ndarray:
@@ -39,6 +42,8 @@ def to_ours(kind: str, array: np.ndarray) -> np.ndarray:
         return array.T
     if kind == "conv":
         return array.transpose(2, 3, 1, 0)
+    if kind == "conv3d":
+        return array.transpose(2, 3, 4, 1, 0)
     return array
 
 
@@ -47,6 +52,8 @@ def to_torch(kind: str, array: np.ndarray) -> np.ndarray:
         return array.T
     if kind == "conv":
         return array.transpose(3, 2, 0, 1)
+    if kind == "conv3d":
+        return array.transpose(4, 3, 0, 1, 2)
     return array
 
 
@@ -55,6 +62,8 @@ def torch_shape(kind: str, our_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(reversed(our_shape))
     if kind == "conv":
         return tuple(our_shape[i] for i in (3, 2, 0, 1))
+    if kind == "conv3d":
+        return tuple(our_shape[i] for i in (4, 3, 0, 1, 2))
     return tuple(our_shape)
 
 
@@ -128,6 +137,36 @@ def eagle_entries(cfg: EagleConfig, tk: str, path: Path) -> Iterator[Entry]:
     yield from llm_entries(cfg.llm, f"{tk}language_model.model.", (*path, "llm"))
 
 
+def qwen3_vl_vision_entries(cfg: Qwen3VLVisionConfig, tk: str, path: Path) -> Iterator[Entry]:
+    """`tk` = torch prefix of HF `Qwen3VLVisionModel` (e.g. 'visual.'); fused qkv as in HF."""
+    yield Entry(f"{tk}patch_embed.proj.weight", (*path, "patch_kernel"), None, "conv3d")
+    yield Entry(f"{tk}patch_embed.proj.bias", (*path, "patch_bias"))
+    yield Entry(f"{tk}pos_embed.weight", (*path, "pos_embed"))
+    bp = (*path, "blocks")
+    for i in range(cfg.num_layers):
+        t = f"{tk}blocks.{i}."
+        yield from _norm(f"{t}norm1", (*bp, "norm1"), i)
+        yield from _norm(f"{t}norm2", (*bp, "norm2"), i)
+        yield from _dense(f"{t}attn.qkv", (*bp, "qkv"), i)
+        yield from _dense(f"{t}attn.proj", (*bp, "proj"), i)
+        yield from _dense(f"{t}mlp.linear_fc1", (*bp, "linear_fc1"), i)
+        yield from _dense(f"{t}mlp.linear_fc2", (*bp, "linear_fc2"), i)
+    mergers = [("merger", (*path, "merger"))] + [
+        (f"deepstack_merger_list.{j}", (*path, "deepstack_merger_list", j))
+        for j in range(len(cfg.deepstack_visual_indexes))]
+    for key, mp in mergers:
+        yield from _norm(f"{tk}{key}.norm", (*mp, "norm"))
+        yield from _dense(f"{tk}{key}.linear_fc1", (*mp, "linear_fc1"))
+        yield from _dense(f"{tk}{key}.linear_fc2", (*mp, "linear_fc2"))
+
+
+def qwen3_vl_entries(cfg: Qwen3VLConfig, tk: str, path: Path) -> Iterator[Entry]:
+    """`tk` = torch prefix of HF `Qwen3VLModel` ('backbone.model.model.' in GR00T N1.7): the
+    vision tower (`visual.`) and the text decoder's kept layers (`language_model.`)."""
+    yield from qwen3_vl_vision_entries(cfg.vision, f"{tk}visual.", (*path, "vision"))
+    yield from llm_entries(cfg.text, f"{tk}language_model.", (*path, "text"))
+
+
 def _dit_block(cfg: DiTConfig, tk: str, path: Path, layer: int) -> Iterator[Entry]:
     yield from _dense(f"{tk}norm1.linear", (*path, "norm1_linear"), layer)
     for name in ("to_q", "to_k", "to_v"):
@@ -138,6 +177,10 @@ def _dit_block(cfg: DiTConfig, tk: str, path: Path, layer: int) -> Iterator[Entr
 
 
 def action_head_entries(cfg: ActionHeadConfig, tk: str, path: Path) -> Iterator[Entry]:
+    """The flow-matching head of N1 / N1.5 and, with `ActionHeadConfig.n1_7()` (no future
+    tokens; the AlternateVLDiT keeps the DiT's key layout, odd blocks self-attention), GR00T
+    N1.7: with tk='action_head.' exactly the 537 `action_head.*` tensors of the N1.7 checkpoint
+    (../shared/spec/n17_checkpoint_keys.txt; tests/unit/test_n17_action_head.py)."""
     dit, dp = cfg.dit, (*path, "model")
     te = f"{tk}model.timestep_encoder.timestep_embedder."
     yield from _dense(f"{te}linear_1", (*dp, "timestep_encoder", "linear_1"))
@@ -176,19 +219,34 @@ def action_head_entries(cfg: ActionHeadConfig, tk: str, path: Path) -> Iterator[
         yield Entry(f"{tk}position_embedding.weight", (*path, "position_embedding"))
 
 
+BACKBONE_PREFIX = {"gr00t_n1_5": "backbone.eagle_model.", "gr00t_n1": "backbone.model.",
+                   "gr00t_n1_7": "backbone.model.model."}
+
+
 def backbone_prefix(cfg: GR00TConfig) -> str:
-    return "backbone.eagle_model." if cfg.model_type == "gr00t_n1_5" else "backbone.model."
+    return BACKBONE_PREFIX[cfg.model_type]
+
+
+def backbone_entries(cfg: GR00TConfig) -> list[Entry]:
+    bb = cfg.backbone
+    if isinstance(bb, Qwen3VLConfig):
+        return list(qwen3_vl_entries(bb, backbone_prefix(cfg), ("backbone",)))
+    entries = list(eagle_entries(bb, backbone_prefix(cfg), ("backbone",)))
+    if bb.project_to_dim:
+        entries += list(_dense("backbone.linear", ("backbone", "projection")))
+    return entries
 
 
 def gr00t_entries(cfg: GR00TConfig) -> list[Entry]:
     """Every tensor of a GR00T checkpoint for `cfg`, in checkpoint order."""
-    entries = list(eagle_entries(cfg.backbone, backbone_prefix(cfg), ("backbone",)))
-    if cfg.backbone.project_to_dim:
-        entries += list(_dense("backbone.linear", ("backbone", "projection")))
+    entries = backbone_entries(cfg)
     entries += list(action_head_entries(cfg.action_head, "action_head.", ("action_head",)))
     return entries
 
 
 def ignorable_keys(cfg: GR00TConfig) -> set[str]:
-    """Checkpoint keys accepted and dropped on import: the tied LM head (spec 7.2)."""
+    """Checkpoint keys accepted and dropped on import: the tied LM head (spec 7.2; N1.7 spec
+    1.5: `backbone.model.lm_head.weight`, outside the `backbone.model.model.` root)."""
+    if cfg.model_type == "gr00t_n1_7":
+        return {"backbone.model.lm_head.weight"}
     return {f"{backbone_prefix(cfg)}language_model.lm_head.weight"}

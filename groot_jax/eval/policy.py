@@ -148,7 +148,7 @@ class Policy:
         meta = metadata[tag]
         self.modality = modality_from_metadata(meta, data_config)
         tokenizer = PromptTokenizer(str(tokenizer_dir),
-                                    expected_image_token_id=self.cfg.backbone.image_token_index)
+                                    expected_image_token_id=self.cfg.backbone.image_token_id)
         self.statistics = _stats_arrays(meta["statistics"])  # {"state"|"action": {name: ..}}
         self.transform = SampleTransform(data_config, self.modality, self.statistics, tokenizer,
                                          has_actions=False, inference_language_quirk=True)

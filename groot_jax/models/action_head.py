@@ -5,6 +5,11 @@ Flow time follows GR00T: t = 0 is pure noise, t = 1 is data (the opposite of ope
   sa  = [state_encoder(state) | future_tokens | action_encoder(x_t, bucket) + pos]   [B, 1+F+H, E]
   v   = action_decoder(DiT(sa, vl, bucket))[:, -H:]
 Per-embodiment layers hold one weight matrix per embodiment id ([K, in, out], spec 4.1).
+
+GR00T N1.7 (lerobot 0.6.1 `GR00TN17ActionHead`, `ActionHeadConfig.n1_7`) is the same head with
+no future tokens, the text/image alternating DiT (which takes the backbone's attention_mask and
+image_mask, `DiTConfig.attend_text_every_n_blocks`), t = (1 - u) * s (`time_sampling`), a 1e-6
+in the loss denominator (`loss_eps`) and training-time state dropout (`state_dropout_prob`).
 """
 from __future__ import annotations
 
@@ -95,9 +100,12 @@ class FlowMatchingActionHead(nnx.Module):
         return self.vl_self_attention(self.vlln(features), rng)
 
     def velocity(self, state_features, x_t, buckets, ids, *, vl=None, cross_kv=None, rng=None,
-                 return_future_states: bool = False):
+                 attention_mask=None, image_mask=None, return_future_states: bool = False):
         """Predicted velocity [B, H, A] for noisy actions x_t at integer `buckets` [B]; with
-        `return_future_states`, also the future tokens' states after DiT block `flare_layer`."""
+        `return_future_states`, also the future tokens' states after DiT block `flare_layer`.
+        `attention_mask`/`image_mask` [B, L] (bool): the VL tokens' masks, for the alternating
+        (N1.7) DiT only."""
+        masks = dict(attention_mask=attention_mask, image_mask=image_mask)
         b = x_t.shape[0]
         action_features = self.action_encoder(x_t, buckets, ids)
         if self.position_embedding is not None:
@@ -110,32 +118,48 @@ class FlowMatchingActionHead(nnx.Module):
         parts.append(action_features)
         tokens = jnp.concatenate(parts, axis=1)
         if not return_future_states:
-            out = self.model(tokens, buckets, vl=vl, cross_kv=cross_kv, rng=rng)
+            out = self.model(tokens, buckets, vl=vl, cross_kv=cross_kv, rng=rng, **masks)
             return self.action_decoder(out, ids)[:, -x_t.shape[1]:]
         out, per_block = self.model(tokens, buckets, vl=vl, cross_kv=cross_kv, rng=rng,
-                                    return_hidden_states=True)
+                                    return_hidden_states=True, **masks)
         m = self.cfg.num_future_tokens
         future = per_block[self.cfg.flare_layer][:, 1:1 + m]  # after the state token
         return self.action_decoder(out, ids)[:, -x_t.shape[1]:], future
 
     def sample_time(self, rng, batch: int) -> Float[Array, " b"]:
-        """t = (noise_s - s) / noise_s with s ~ Beta(alpha, beta): mass near t = 0 (noisy)."""
+        """u ~ Beta(alpha, beta), mass near t = 0 (noisy); `time_sampling` "n1_5":
+        t = (noise_s - u) / noise_s (in (-0.001, 1]); "n1_7": t = (1 - u) * noise_s (in
+        [0, 0.999])."""
         cfg = self.cfg
         s = jax.random.beta(rng, cfg.noise_beta_alpha, cfg.noise_beta_beta, (batch,))
+        if cfg.time_sampling == "n1_7":
+            return (1 - s) * cfg.noise_s
         return (cfg.noise_s - s) / cfg.noise_s
 
     def flow_matching_loss(self, features, state, actions, action_mask, ids, *, noise, t,
                            rng=None, return_velocity: bool = False, future_embeddings=None,
-                           future_mask=None, return_terms: bool = False):
+                           future_mask=None, return_terms: bool = False, attention_mask=None,
+                           image_mask=None):
         """Masked MSE between predicted and target velocity (spec 5), for given noise and t,
         plus the FLARE term when enabled and `future_embeddings` [B, M, D_t] are given.
 
         features [B, L, D]; state [B, 1, S]; actions, action_mask, noise [B, H, A]; t [B];
-        future_mask [B] marks samples whose future observation exists. A batch whose action
-        mask is all zero (action-less video) has a flow-matching term of 0, not 0/0."""
+        future_mask [B] marks samples whose future observation exists; attention_mask,
+        image_mask [B, L] the VL tokens' masks (alternating DiT only). A batch whose action
+        mask is all zero (action-less video) has a flow-matching term of 0, not 0/0. `rng`
+        (training) drives dropout and, with `state_dropout_prob`, the state dropout."""
+        masks = dict(attention_mask=attention_mask, image_mask=image_mask)
+        r_state = None
+        if rng is not None and self.cfg.state_dropout_prob > 0:
+            rng, r_state = jax.random.split(rng)
         r_vl, r_dit = (None, None) if rng is None else jax.random.split(rng)
         vl = self.process_backbone_output(features, r_vl)
         state_features = self.state_encoder(state, ids)
+        if r_state is not None:
+            # lerobot 0.6.1: the whole state token of a sample is zeroed (no rescaling).
+            drop = jax.random.uniform(r_state, (state.shape[0],)) < self.cfg.state_dropout_prob
+            state_features = state_features * (1 - drop.astype(state_features.dtype))[:, None,
+                                                                                       None]
         t3 = t[:, None, None].astype(actions.dtype)
         x_t = (1 - t3) * noise + t3 * actions
         target = actions - noise
@@ -144,13 +168,14 @@ class FlowMatchingActionHead(nnx.Module):
         use_flare = self.flare_projector is not None and future_embeddings is not None
         if use_flare:
             pred, future = self.velocity(state_features, x_t, buckets, ids, vl=vl, rng=r_dit,
-                                         return_future_states=True)
+                                         return_future_states=True, **masks)
         else:
-            pred = self.velocity(state_features, x_t, buckets, ids, vl=vl, rng=r_dit)
+            pred = self.velocity(state_features, x_t, buckets, ids, vl=vl, rng=r_dit, **masks)
         mask = action_mask.astype(pred.dtype)
         sq = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)) * mask
         total = mask.sum()
-        fm = sq.sum() / jnp.where(total > 0, total, 1.0)  # == sum / total whenever total > 0
+        # == sum / (total + loss_eps) whenever total > 0
+        fm = sq.sum() / jnp.where(total > 0, total + self.cfg.loss_eps, 1.0)
         loss, terms = fm, {"flow_matching": fm}
         if use_flare:
             align = self.flare_projector.alignment_loss(future, future_embeddings, future_mask)
@@ -171,10 +196,13 @@ class FlowMatchingActionHead(nnx.Module):
         transpose_dense(self)
 
     def sample(self, features, state, ids, noise, *, num_steps: int | None = None,
-               cache_cross_kv: bool = True):
+               cache_cross_kv: bool = True, attention_mask=None, image_mask=None):
         """Euler integration from `noise` [B, H, A] over `num_steps` (default 4) steps with
-        buckets int(k / N * 1000). The VL tokens' K/V are projected once when cache_cross_kv.
-        In the inference layout (`to_inference_layout`) the Euler steps are unrolled too."""
+        buckets int(k / N * 1000). The VL tokens' K/V are projected once when cache_cross_kv
+        (the key masks of the alternating DiT, from `attention_mask`/`image_mask` [B, L],
+        apply to the cached K/V as to fresh ones). In the inference layout
+        (`to_inference_layout`) the Euler steps are unrolled too."""
+        masks = dict(attention_mask=attention_mask, image_mask=image_mask)
         n = num_steps or self.cfg.num_inference_timesteps
         vl = self.process_backbone_output(features)
         state_features = self.state_encoder(state, ids)
@@ -185,7 +213,7 @@ class FlowMatchingActionHead(nnx.Module):
 
         def euler_step(x, bucket):
             v = self.velocity(state_features, x, jnp.full((x.shape[0],), bucket, jnp.int32), ids,
-                              vl=None if cache_cross_kv else vl, cross_kv=kv)
+                              vl=None if cache_cross_kv else vl, cross_kv=kv, **masks)
             return x + dt * v, None
 
         if is_unrolled(self.model.cross_blocks):

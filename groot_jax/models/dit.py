@@ -12,8 +12,12 @@ Dropout (training only) sits where diffusers puts it: attention to_out, the bloc
 final_dropout on the attention output, FF after the activation and after the output.
 
 Even (cross) and odd (self) blocks have different K/V input widths, so they are stacked as two
-scanned groups and applied pairwise. `cross_kv` lets the sampler project the VL tokens to K/V
-once per call instead of once per denoising step (the original recomputes them every step).
+scanned groups and applied pairwise. With `DiTConfig.attend_text_every_n_blocks` (N1.6/N1.7
+`AlternateVLDiT`) the cross blocks take boolean key masks built from the backbone's
+attention_mask and image_mask: block idx % (2n) == 0 attends the valid text (non-image) tokens,
+the other cross blocks the valid image tokens (`DiT.cross_masks`). `cross_kv` lets the sampler
+project the VL tokens to K/V once per call instead of once per denoising step (the original
+recomputes them every step; the key masks apply to the cached K/V alike).
 `unroll` switches both stacks to the inference layout (one module per block, [out, in]
 kernels, applied unrolled: `layers.unstack_for_inference`).
 """
@@ -66,7 +70,8 @@ class FeedForward(nnx.Module):
 
 
 class Attention(nnx.Module):
-    """diffusers `Attention`: biased to_q/to_k/to_v/to_out, scale 1/sqrt(head_dim), no mask."""
+    """diffusers `Attention`: biased to_q/to_k/to_v/to_out, scale 1/sqrt(head_dim); an optional
+    boolean key mask [B, 1, S] (True = attend, as SDPA's boolean attn_mask)."""
 
     def __init__(self, dim: int, kv_dim: int, heads: int, head_dim: int, *, rngs: nnx.Rngs,
                  rate: float):
@@ -82,10 +87,10 @@ class Attention(nnx.Module):
         shape = (b, s, self.heads, self.head_dim)
         return self.to_k(context).reshape(shape), self.to_v(context).reshape(shape)
 
-    def __call__(self, x, kv, rng=None):
+    def __call__(self, x, kv, rng=None, mask=None):
         b, t, _ = x.shape
         q = self.to_q(x).reshape(b, t, self.heads, self.head_dim)
-        out = attention(q, *kv, scale=self.head_dim**-0.5)
+        out = attention(q, *kv, scale=self.head_dim**-0.5, mask=mask)
         return dropout(self.to_out(out.reshape(b, t, -1)), self.rate, rng)
 
 
@@ -101,14 +106,15 @@ class DiTBlock(nnx.Module):
         self.attn = Attention(d, kv_dim, cfg.num_heads, cfg.head_dim, rngs=rngs, rate=cfg.dropout)
         self.ff = FeedForward(d, rngs=rngs, rate=cfg.dropout)
 
-    def __call__(self, x, temb, kv=None, rng=None):
-        """kv=None: self-attention over the normalised x; else precomputed (K, V)."""
+    def __call__(self, x, temb, kv=None, rng=None, mask=None):
+        """kv=None: self-attention over the normalised x; else precomputed (K, V), with an
+        optional boolean key mask [B, 1, S]."""
         r_attn, r_final, r_ff = split_or_none(rng, 3)
         scale, shift = jnp.split(self.norm1_linear(jax.nn.silu(temb)), 2, axis=-1)
         n = self.norm(x) * (1 + scale[:, None]) + shift[:, None]
         if kv is None:
             kv = self.attn.project_kv(n)
-        x = x + dropout(self.attn(n, kv, r_attn), self.rate, r_final)
+        x = x + dropout(self.attn(n, kv, r_attn, mask), self.rate, r_final)
         return x + self.ff(self.norm(x), r_ff)
 
 
@@ -145,6 +151,28 @@ class DiT(nnx.Module):
         graphdef, state = nnx.split(self.cross_blocks)
         return jax.lax.map(lambda st: nnx.merge(graphdef, st).attn.project_kv(vl), state)
 
+    def cross_masks(self, attention_mask=None, image_mask=None):
+        """Boolean key masks of the cross blocks, [n_cross, B, 1, S], or None (no masking).
+
+        With the text/image alternation (`attend_text_every_n_blocks`) both masks [B, S] are
+        required: text blocks get ~image_mask & attention_mask, image blocks image_mask &
+        attention_mask (lerobot 0.6.1 AlternateVLDiT). Without it the DiT attends every VL token
+        (N1/N1.5, as the original) and masks are refused rather than silently dropped."""
+        n = self.cfg.attend_text_every_n_blocks
+        if n is None:
+            if attention_mask is not None or image_mask is not None:
+                raise ValueError("this DiT attends every VL token; attention_mask/image_mask "
+                                 "need DiTConfig.attend_text_every_n_blocks")
+            return None
+        if attention_mask is None or image_mask is None:
+            raise ValueError("the text/image alternating DiT needs attention_mask and image_mask")
+        attn = jnp.asarray(attention_mask).astype(bool)
+        img = jnp.asarray(image_mask).astype(bool)
+        text_mask, image_mask = ~img & attn, img & attn
+        n_cross = self.cfg.num_layers // 2
+        text = jnp.asarray([self.cfg.cross_block_attends_text(i) for i in range(n_cross)])
+        return jnp.where(text[:, None, None], text_mask[None], image_mask[None])[:, :, None, :]
+
     def unroll(self, release: bool = False) -> None:
         """Switch the blocks to the inference layout (`layers.unstack_for_inference`): one
         module per block, [out, in] kernels, applied unrolled. `release` empties the stacks."""
@@ -152,14 +180,14 @@ class DiT(nnx.Module):
         if self.self_blocks is not None:
             self.self_blocks = unstack_for_inference(self.self_blocks, release=release)
 
-    def _apply_unrolled(self, x, temb, cross_kv, keys, collect: bool):
+    def _apply_unrolled(self, x, temb, cross_kv, keys, masks, collect: bool):
         """The blocks of the inference layout in application order (cross 0, self 0, cross 1,
         ...): (output, per-block outputs [num_layers, B, T, D] when `collect`)."""
         own = self.self_blocks if self.self_blocks is not None else [None] * len(cross_kv)
         hidden = []
         for i, (cross, block) in enumerate(zip(self.cross_blocks, own, strict=True)):
             key = (None, None) if keys is None else (keys[i, 0], keys[i, 1])
-            x = cross(x, temb, cross_kv[i], key[0])
+            x = cross(x, temb, cross_kv[i], key[0], None if masks is None else masks[i])
             hidden.append(x)
             if block is not None:
                 x = block(x, temb, None, key[1])
@@ -167,16 +195,20 @@ class DiT(nnx.Module):
         return x, (jnp.stack(hidden) if collect else None)
 
     def __call__(self, x: Float[Array, "b t d"], buckets, *, vl=None, cross_kv=None, rng=None,
-                 return_hidden_states: bool = False):
+                 attention_mask=None, image_mask=None, return_hidden_states: bool = False):
         """x: state/future/action tokens; buckets: int timestep bucket [B]. Give `vl` [B, S, E]
-        or its precomputed `cross_kv`. Returns [B, T, output_dim] (and per-block outputs)."""
+        or its precomputed `cross_kv`; the alternating DiT also takes the VL tokens' bool
+        `attention_mask` and `image_mask` [B, S]. Returns [B, T, output_dim] (and per-block
+        outputs)."""
+        masks = self.cross_masks(attention_mask, image_mask)
         if cross_kv is None:
             cross_kv = self.cross_kv(vl)
         temb = self.timestep_encoder(buckets, x.dtype)
         n_cross = self.cfg.num_layers // 2 if self.self_blocks is not None else self.cfg.num_layers
         keys = (None if rng is None else jax.random.split(rng, (n_cross, 2)))
         if is_unrolled(self.cross_blocks):
-            out, per = self._apply_unrolled(x, temb, cross_kv, keys, return_hidden_states)
+            out, per = self._apply_unrolled(x, temb, cross_kv, keys, masks,
+                                            return_hidden_states)
         elif self.self_blocks is None:
             def body(block, h, inp):
                 kv, key = inp
@@ -188,14 +220,14 @@ class DiT(nnx.Module):
             s_graph, s_state = nnx.split(self.self_blocks)
 
             def pair(h, inp):
-                cs, ss, kv, key = inp
-                h = nnx.merge(c_graph, cs)(h, temb, kv, None if key is None else key[0])
+                cs, ss, kv, key, mask = inp
+                h = nnx.merge(c_graph, cs)(h, temb, kv, None if key is None else key[0], mask)
                 h1 = h
                 h = nnx.merge(s_graph, ss)(h, temb, None, None if key is None else key[1])
                 return h, (jnp.stack([h1, h]) if return_hidden_states else None)
 
             out, per = jax.lax.scan(remat_scan_body(pair, self.cfg.remat), x,
-                                    (c_state, s_state, cross_kv, keys))
+                                    (c_state, s_state, cross_kv, keys, masks))
             if return_hidden_states:
                 per = per.reshape(-1, *per.shape[2:])
         shift, scale = jnp.split(self.proj_out_1(jax.nn.silu(temb)), 2, axis=-1)

@@ -1,4 +1,5 @@
-"""GR00T = Eagle backbone + flow-matching action head, and its pure functions.
+"""GR00T = VLM backbone (models.backbone: Eagle for N1/N1.5, Qwen3-VL for N1.7) + flow-matching
+action head, and its pure functions.
 
 Batch / inputs (a dict of arrays; names follow the original's `eagle_*`, `state`, `action`):
   input_ids      int   [B, L]         prompt tokens with tokens_per_image <IMG_CONTEXT> per image
@@ -27,18 +28,36 @@ import numpy as np
 from flax import nnx
 
 from groot_jax.config import GR00TConfig
+from groot_jax.models import backbone as backbones
 from groot_jax.models.action_head import FlowMatchingActionHead, pool_tokens
-from groot_jax.models.eagle import EagleBackbone
+from groot_jax.models.backbone import BackboneOutput
 
 
 class GR00T(nnx.Module):
     def __init__(self, cfg: GR00TConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.backbone = EagleBackbone(cfg.backbone, rngs=rngs)
+        self.backbone = backbones.build(cfg.backbone, rngs=rngs)
         self.action_head = FlowMatchingActionHead(cfg.action_head, rngs=rngs)
 
+    def backbone_output(self, inputs: dict[str, Any],
+                        pixel_key: str = "pixel_values") -> BackboneOutput:
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        out = self.backbone(ids, mask, inputs[pixel_key])
+        if isinstance(out, BackboneOutput):
+            return out
+        # Eagle returns the features alone; its masks follow from the prompt.
+        return BackboneOutput(out, jnp.asarray(mask).astype(bool),
+                              jnp.asarray(ids) == self.cfg.backbone.image_token_id)
+
     def backbone_features(self, inputs: dict[str, Any]):
-        return self.backbone(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"])
+        return self.backbone_output(inputs).features
+
+    def vl_masks(self, out: BackboneOutput) -> dict[str, Any]:
+        """The key masks the head's DiT takes: only the text/image-alternating DiT (N1.7) masks
+        the VL tokens; N1/N1.5 attend every token, as the original."""
+        if self.cfg.action_head.dit.attend_text_every_n_blocks is None:
+            return {}
+        return {"attention_mask": out.attention_mask, "image_mask": out.image_mask}
 
     def future_embeddings(self, batch: dict[str, Any]):
         """FLARE targets: `batch["future_embeddings"]` [B, M, D] from any frozen encoder, or by
@@ -46,8 +65,7 @@ class GR00T(nnx.Module):
         without gradient, pooled to the M future tokens."""
         if "future_embeddings" in batch:
             return batch["future_embeddings"]
-        feats = self.backbone(batch["input_ids"], batch["attention_mask"],
-                              batch["future_pixel_values"])
+        feats = self.backbone_output(batch, "future_pixel_values").features
         pooled = pool_tokens(feats, batch["attention_mask"], self.cfg.action_head.num_future_tokens)
         return jax.lax.stop_gradient(pooled)
 
@@ -65,10 +83,11 @@ class GR00T(nnx.Module):
         if head.flare_projector is not None:
             flare = {"future_embeddings": self.future_embeddings(batch),
                      "future_mask": batch.get("future_mask")}
-        return head.flow_matching_loss(self.backbone_features(batch), batch["state"], actions,
+        out = self.backbone_output(batch)
+        return head.flow_matching_loss(out.features, batch["state"], actions,
                                        batch["action_mask"], batch["embodiment_id"], noise=noise,
                                        t=t, rng=r_drop if train else None,
-                                       return_terms=return_terms, **flare)
+                                       return_terms=return_terms, **flare, **self.vl_masks(out))
 
     def to_inference_layout(self, release: bool = False) -> None:
         """Backbone and action head in the inference layout (see `GR00TFunctions.
@@ -84,8 +103,9 @@ class GR00T(nnx.Module):
         if noise is None:
             b = inputs["input_ids"].shape[0]
             noise = jax.random.normal(rng, (b, cfg.action_horizon, cfg.action_dim), jnp.float32)
-        return self.action_head.sample(self.backbone_features(inputs), inputs["state"],
-                                       inputs["embodiment_id"], noise, num_steps=num_steps)
+        out = self.backbone_output(inputs)
+        return self.action_head.sample(out.features, inputs["state"], inputs["embodiment_id"],
+                                       noise, num_steps=num_steps, **self.vl_masks(out))
 
 
 @jax.tree_util.register_dataclass

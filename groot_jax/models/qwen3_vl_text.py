@@ -78,6 +78,32 @@ def mrope_position_ids(cfg: Qwen3VLConfig, input_ids: np.ndarray, image_grid_thw
     return positions, np.asarray(deltas, np.int64)[:, None]
 
 
+def mrope_position_ids_for_grid(cfg: Qwen3VLConfig, input_ids: Int[Array, "b l"],
+                                attention_mask: Bool[Array, "b l"],
+                                grid_thw: tuple[int, int, int]) -> Int[Array, "3 b l"]:
+    """`mrope_position_ids` (positions only) traceable under jit when every image has the same
+    static grid, as GR00T's fixed-size frames do: each run of image tokens is one image of
+    t * h * w / m^2 tokens. A text token sits at (text tokens before it) + (images before it) *
+    max(h, w) / m on all three rows; the j-th token of an image at that base + (t', h', w') of
+    j over the merged grid. Padding keeps 0."""
+    t, h, w = grid_thw
+    m = cfg.vision.spatial_merge_size
+    gh, gw = h // m, w // m
+    per_image, advance = t * gh * gw, max(h, w) // m
+    ids = jnp.asarray(input_ids)
+    valid = jnp.asarray(attention_mask).astype(bool)
+    image = (ids == cfg.image_token_id) & valid
+    text = valid & ~image
+    images_seen = jnp.cumsum(image, axis=1)                  # image tokens up to here, inclusive
+    text_before = jnp.cumsum(text, axis=1) - text
+    j = jnp.maximum(images_seen - 1, 0) % per_image
+    base = text_before + jnp.where(image, jnp.maximum(images_seen - 1, 0) // per_image,
+                                   images_seen // per_image) * advance
+    offsets = jnp.stack([j // (gh * gw), (j // gw) % gh, j % gw])
+    pos = base[None] + jnp.where(image[None], offsets, 0)
+    return jnp.where(valid[None], pos, 0).astype(jnp.int32)
+
+
 def image_token_mask(cfg: Qwen3VLConfig, input_ids: Int[Array, "b l"]) -> Bool[Array, "b l"]:
     """The image-token positions, `visual_mask` for images (HF `get_placeholder_mask`)."""
     return jnp.asarray(input_ids) == cfg.image_token_id

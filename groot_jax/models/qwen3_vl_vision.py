@@ -231,3 +231,21 @@ class Qwen3VLVisionTower(nnx.Module):
             states = jnp.concatenate([x[None], per_block[0]], axis=0).reshape(-1, n, d)
             return merged, deepstack, states
         return merged, deepstack
+
+
+def frames_to_patches(cfg: Qwen3VLVisionConfig,
+                      frames: Float[Array, "n h w c"]) -> Float[Array, "rows cthw"]:
+    """Still frames (already resized and normalised, channels last) -> the HF image processor's
+    `pixel_values` rows, on the device: each frame fills the temporal patch by repetition, rows
+    ordered by merge block, each flattened (C, T, P, P) (transformers
+    `Qwen2VLImageProcessor.patchify`). Each frame's grid is (1, H / P, W / P)."""
+    n, hgt, wid, c = frames.shape
+    p, m, t = cfg.patch_size, cfg.spatial_merge_size, cfg.temporal_patch_size
+    if c != cfg.num_channels or hgt % (p * m) or wid % (p * m):
+        raise ValueError(f"frames must be [N, H, W, {cfg.num_channels}] with H and W multiples "
+                         f"of patch_size * spatial_merge_size = {p * m}, got {tuple(frames.shape)}")
+    gh, gw = hgt // p, wid // p
+    x = frames.transpose(0, 3, 1, 2).reshape(n, c, gh // m, m, p, gw // m, m, p)
+    x = x.transpose(0, 2, 5, 3, 6, 1, 4, 7)                 # n, bh, bw, m, m, C, P, P
+    x = jnp.broadcast_to(x[..., None, :, :], (*x.shape[:6], t, p, p))
+    return x.reshape(n * gh * gw, c * t * p * p)

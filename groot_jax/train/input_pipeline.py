@@ -102,7 +102,7 @@ def data_config_for(d: DatasetSpec, src, model_cfg):
     from groot_jax.data.embodiments import PRESETS
 
     ah = model_cfg.action_head
-    fit = dict(action_horizon=ah.action_horizon, image_size=model_cfg.backbone.vision.image_size,
+    fit = dict(action_horizon=ah.action_horizon, image_size=model_cfg.backbone.image_size,
                max_state_dim=ah.max_state_dim, max_action_dim=ah.action_dim)
     if d.data_config is not None:
         cfg = dc.fit_to_model(PRESETS[d.data_config](), embodiment_tag=d.embodiment, **fit)
@@ -342,9 +342,8 @@ def sized_to_tokenizer(cfg: TrainConfig) -> TrainConfig:
 
     tok = PromptTokenizer(tokenizer_dir(cfg))
     vocab = -(-len(tok.tokenizer) // 64) * 64
-    bb = cfg.model_config().backbone
-    bb = dataclasses.replace(bb, image_token_index=int(tok.image_token_id),
-                             llm=dataclasses.replace(bb.llm, vocab_size=vocab))
+    bb = cfg.model_config().backbone.with_vocab(vocab, int(tok.image_token_id),
+                                                **tok.special_token_ids())
     rest = tuple((k, v) for k, v in cfg.model_overrides if k != "backbone")
     return dataclasses.replace(cfg, model_overrides=rest + (("backbone", bb),))
 

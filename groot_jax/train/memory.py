@@ -24,7 +24,7 @@ def synthetic_shapes(cfg: TrainConfig) -> dict:
     m = cfg.model_config()
     b, v = cfg.batch_size, cfg.num_views
     seq = cfg.prompt_len + v * m.backbone.tokens_per_image
-    size = m.backbone.vision.image_size
+    size = m.backbone.image_size
     ah = m.action_head
     return dict(input_ids=((b, seq), np.int32), attention_mask=((b, seq), np.bool_),
                 pixel_values=((b, v, size, size, 3), np.float32),

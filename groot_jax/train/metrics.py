@@ -16,6 +16,7 @@ from typing import Any, Callable
 import jax
 
 from groot_jax.config import GR00TConfig
+from groot_jax.models import backbone
 
 # Dense bf16 peak FLOP/s per chip (vendor figures), for MFU.
 PEAK_FLOPS = {"TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12,
@@ -32,19 +33,8 @@ def peak_flops(device: jax.Device | None = None) -> float | None:
 
 def forward_flops(cfg: GR00TConfig, seq_len: int, num_views: int = 1) -> dict[str, float]:
     """Forward FLOPs per example, per component (backbone vision / llm, action head)."""
-    bb, ah = cfg.backbone, cfg.action_head
-    v = bb.vision
-    p = v.num_patches * num_views
-    vis = 2 * p * (v.patch_size**2 * v.num_channels) * v.hidden_size
-    vis += v.num_layers * (2 * p * (4 * v.hidden_size**2 + 2 * v.hidden_size * v.intermediate_size)
-                           + num_views * 4 * v.num_patches**2 * v.hidden_size)
-    vis += 2 * bb.tokens_per_image * num_views * bb.connector_in_dim * bb.llm.hidden_size  # mlp1
-    m = bb.llm
-    d, q, kv = m.hidden_size, m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
-    llm = m.num_layers * (2 * seq_len * (2 * d * q + 2 * d * kv + 3 * d * m.intermediate_size)
-                          + 4 * seq_len**2 * q)
-    if bb.project_to_dim:
-        llm += 2 * seq_len * d * bb.project_to_dim
+    ah = cfg.action_head
+    bb = backbone.forward_flops(cfg.backbone, seq_len, num_views)
     e, h = ah.input_embedding_dim, ah.action_horizon
     s = 1 + ah.num_future_tokens + h
     head = 2 * (ah.max_state_dim * ah.hidden_size + ah.hidden_size * e)                  # state enc.
@@ -62,7 +52,7 @@ def forward_flops(cfg: GR00TConfig, seq_len: int, num_views: int = 1) -> dict[st
     head += n_cross * (2 * s * 2 * e * e + 2 * seq_len * 2 * kv_dim * e + ff + 4 * s * seq_len * e)
     head += n_self * (2 * s * 4 * e * e + ff + 4 * s * s * e)
     head += 2 * s * e * dit.output_dim
-    return {"vision": float(vis), "llm": float(llm), "action_head": float(head)}
+    return {**bb, "action_head": float(head)}
 
 
 def train_flops_per_example(cfg: GR00TConfig, seq_len: int, num_views: int, *, tune_visual: bool,

@@ -12,16 +12,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from groot_jax.models import backbone
 from groot_jax.train.config import TrainConfig
 
-# Path prefixes of the original's trainability groups (Isaac-GR00T gr00t_n1.py / eagle_backbone.py).
-GROUPS = {
-    "tune_visual": ("backbone/vision", "backbone/mlp1"),
-    "tune_llm": ("backbone/llm",),
+# Path prefixes of the original's action-head trainability groups (Isaac-GR00T gr00t_n1.py);
+# the backbone's tune_visual / tune_llm groups come from the backbone (models.backbone).
+HEAD_GROUPS = {
     "tune_projector": ("action_head/state_encoder", "action_head/action_encoder",
                        "action_head/action_decoder", "action_head/position_embedding"),
     "tune_diffusion_model": ("action_head/model",),
 }
+
+
+def groups(cfg: TrainConfig) -> dict[str, tuple[str, ...]]:
+    """Every tune_* flag's parameter path prefixes for `cfg`'s model."""
+    return {**backbone.trainable_groups(cfg.model_config().backbone), **HEAD_GROUPS}
 # Dense kernels of the action head that receive LoRA adapters (attention and feed-forward).
 LORA_TARGETS = ("attn/to_q/kernel", "attn/to_k/kernel", "attn/to_v/kernel", "attn/to_out/kernel",
                 "ff/proj_in/kernel", "ff/proj_out/kernel")
@@ -34,7 +39,7 @@ def is_trainable(path: str, cfg: TrainConfig) -> bool:
     in the original, which sets requires_grad everywhere and then freezes whole groups."""
     if cfg.lora_rank > 0:
         return False
-    for flag, prefixes in GROUPS.items():
+    for flag, prefixes in groups(cfg).items():
         if any(path == p or path.startswith(p + "/") for p in prefixes):
             return bool(getattr(cfg, flag))
     return True

@@ -26,7 +26,7 @@ COMPUTE_CAST_KEYS = ("pixel_values", "state")
 def cast_inputs(batch: dict, cfg: TrainConfig) -> dict:
     # Batches from a PipelineConfig(device_augment=True) pipeline carry uint8 frames + jitter
     # draws: resize / jitter / normalise here, on the accelerator (others pass unchanged).
-    batch = device_augment.apply(batch, cfg.model_config().backbone.vision.image_size)
+    batch = device_augment.apply(batch, cfg.model_config().backbone.image_size)
     dt = jnp.dtype(cfg.compute_dtype)
     return {k: (v.astype(dt) if k in COMPUTE_CAST_KEYS else v) for k, v in batch.items()}
 

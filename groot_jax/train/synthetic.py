@@ -38,8 +38,8 @@ class SyntheticTask:
     @classmethod
     def for_model(cls, cfg: GR00TConfig, num_views: int = 1, prompt_len: int = 24) -> SyntheticTask:
         ah, bb = cfg.action_head, cfg.backbone
-        return cls(ah.max_state_dim, ah.action_dim, ah.action_horizon, bb.vision.image_size,
-                   bb.tokens_per_image, bb.image_token_index, num_views, prompt_len)
+        return cls(ah.max_state_dim, ah.action_dim, ah.action_horizon, bb.image_size,
+                   bb.tokens_per_image, bb.image_token_id, num_views, prompt_len)
 
     def _weights(self):
         r = np.random.default_rng(self.seed)

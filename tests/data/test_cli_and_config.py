@@ -73,7 +73,7 @@ def test_presets_and_tags():
 def test_image_token_checked_against_model_config(tokenizer_dir):
     tok = PromptTokenizer(str(tokenizer_dir))
     base = GR00TConfig()
-    with pytest.raises(DataError, match="image_token_index 151669"):
+    with pytest.raises(DataError, match="image token id 151669"):
         check_model_config(tok, base, CFG)
     good = dataclasses.replace(
         base, backbone=dataclasses.replace(base.backbone, image_token_index=tok.image_token_id)

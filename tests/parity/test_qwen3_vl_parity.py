@@ -19,7 +19,7 @@ import transformers
 from flax import nnx
 
 from groot_jax.config import Qwen3VLConfig
-from groot_jax.convert.keymap import Entry, llm_entries
+from groot_jax.convert.keymap import llm_entries, qwen3_vl_vision_entries
 from groot_jax.convert.state_dict import load_into
 from groot_jax.models.qwen3_vl_text import Qwen3VLTextModel, image_token_mask, mrope_position_ids
 from groot_jax.models.qwen3_vl_vision import Qwen3VLVisionTower
@@ -53,37 +53,6 @@ def _hf_config(cfg: Qwen3VLConfig) -> transformers.Qwen3VLConfig:
         vision_end_token_id=cfg.vision_end_token_id, attn_implementation="eager")
 
 
-def _vision_entries(cfg: Qwen3VLConfig, tk: str) -> list[Entry]:
-    """HF `Qwen3VLVisionModel` keys -> our tower (the Conv3d weight is pre-transposed by
-    `_vision_state_dict`, so it is a copy here)."""
-    def dense(key, path, layer=None):
-        return [Entry(f"{key}.weight", (*path, "kernel"), layer, "linear"),
-                Entry(f"{key}.bias", (*path, "bias"), layer)]
-
-    def norm(key, path, layer=None):
-        return [Entry(f"{key}.weight", (*path, "scale"), layer),
-                Entry(f"{key}.bias", (*path, "bias"), layer)]
-
-    def merger(key, path):
-        return (norm(f"{key}.norm", (*path, "norm")) + dense(f"{key}.linear_fc1", (*path, "linear_fc1"))
-                + dense(f"{key}.linear_fc2", (*path, "linear_fc2")))
-
-    out = [Entry(f"{tk}patch_embed.proj.weight", ("patch_kernel",)),
-           Entry(f"{tk}patch_embed.proj.bias", ("patch_bias",)),
-           Entry(f"{tk}pos_embed.weight", ("pos_embed",))]
-    for i in range(cfg.vision.num_layers):
-        b = f"{tk}blocks.{i}."
-        out += norm(f"{b}norm1", ("blocks", "norm1"), i) + norm(f"{b}norm2", ("blocks", "norm2"), i)
-        out += dense(f"{b}attn.qkv", ("blocks", "qkv"), i)
-        out += dense(f"{b}attn.proj", ("blocks", "proj"), i)
-        out += dense(f"{b}mlp.linear_fc1", ("blocks", "linear_fc1"), i)
-        out += dense(f"{b}mlp.linear_fc2", ("blocks", "linear_fc2"), i)
-    out += merger(f"{tk}merger", ("merger",))
-    for j in range(len(cfg.vision.deepstack_visual_indexes)):
-        out += merger(f"{tk}deepstack_merger_list.{j}", ("deepstack_merger_list", j))
-    return out
-
-
 def _load(model_fn, entries, state_dict, ignore=frozenset()):
     model = nnx.eval_shape(model_fn)
     graphdef, abstract = nnx.split(model, nnx.Param)
@@ -91,10 +60,7 @@ def _load(model_fn, entries, state_dict, ignore=frozenset()):
 
 
 def _vision_state_dict(ref) -> dict[str, np.ndarray]:
-    sd = {k: v for k, v in numpy_state_dict(ref).items() if k.startswith("visual.")}
-    key = "visual.patch_embed.proj.weight"
-    sd[key] = sd[key].transpose(2, 3, 4, 1, 0)  # torch [D, C, T, P, P] -> ours [T, P, P, C, D]
-    return sd
+    return {k: v for k, v in numpy_state_dict(ref).items() if k.startswith("visual.")}
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,7 +69,7 @@ def _reference():
     ref = randomize_(transformers.Qwen3VLModel(_hf_config(CFG)).eval(), seed=3)
     assert ref.config.vision_config._attn_implementation == "eager"
     vision = _load(lambda: Qwen3VLVisionTower(CFG.vision, rngs=nnx.Rngs(0)),
-                   _vision_entries(CFG, "visual."), _vision_state_dict(ref))
+                   qwen3_vl_vision_entries(CFG.vision, "visual.", ()), _vision_state_dict(ref))
     text_sd = {k: v for k, v in numpy_state_dict(ref).items() if k.startswith("language_model.")}
     text = _load(lambda: Qwen3VLTextModel(CFG.text, rngs=nnx.Rngs(0)),
                  llm_entries(CFG.text, "language_model.", ()), text_sd)
@@ -274,3 +240,65 @@ def test_qwen3_vl_parity_can_fail():
     for i in range(3):
         assert _valid_max_abs(states_b[i], states[i], mask) == 0.0, f"text state {i}"
     assert _valid_max_abs(states_b[3], states[3], mask) > TOL
+
+
+def test_backbone_from_frames_matches_transformers_processor_and_model():
+    """GR00T N1.7's backbone path from frames: uint8 frames through transformers' own Qwen2-VL
+    image processor (mean = std = 0.5, no resize: the frames are already `image_size`) give the
+    same patch rows as our on-device `frames_to_patches`, and `Qwen3VLBackbone` (weights mapped
+    by `convert.keymap.qwen3_vl_entries`) gives HF's last-layer output before the final norm,
+    with the image-token and validity masks, on a left-padded batch of two frames."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    from groot_jax.convert.keymap import qwen3_vl_entries
+    from groot_jax.models.qwen3_vl import Qwen3VLBackbone
+    from groot_jax.models.qwen3_vl_vision import frames_to_patches
+
+    ref, _, _, _ = _reference()
+    size, v = CFG.image_size, CFG.vision
+    frames = np.random.default_rng(5).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    proc = Qwen2VLImageProcessorPil(do_resize=False, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                                    patch_size=v.patch_size, merge_size=v.spatial_merge_size,
+                                    temporal_patch_size=v.temporal_patch_size)
+    hf_in = proc(images=list(frames), return_tensors="np")
+    grid = (1, size // v.patch_size, size // v.patch_size)
+    np.testing.assert_array_equal(hf_in["image_grid_thw"], [grid, grid])
+    pixels = (frames.astype(np.float32) / 255.0 - 0.5) / 0.5
+    rows = np.asarray(frames_to_patches(v, jnp.asarray(pixels)))
+    assert max_abs(rows, hf_in["pixel_values"]) <= 1e-6
+
+    rng = np.random.default_rng(6)
+    n_img = CFG.tokens_per_image
+    rows_ids = [list(rng.integers(0, 200, k)) + [CFG.vision_start_token_id]
+                + [CFG.image_token_id] * n_img + [CFG.vision_end_token_id]
+                + list(rng.integers(0, 200, 3)) for k in (5, 2)]
+    length = max(map(len, rows_ids))
+    ids = np.zeros((2, length), np.int64)
+    mask = np.zeros((2, length), bool)
+    for b, row in enumerate(rows_ids):
+        ids[b, length - len(row):], mask[b, length - len(row):] = row, True
+
+    captured = {}
+    hook = ref.language_model.layers[-1].register_forward_hook(
+        lambda mod, args, out: captured.update(last=out))
+    try:
+        with torch.no_grad():
+            ref(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask).long(),
+                pixel_values=torch.from_numpy(hf_in["pixel_values"]),
+                image_grid_thw=torch.tensor([grid, grid]),
+                mm_token_type_ids=torch.from_numpy((ids == CFG.image_token_id).astype(np.int64)))
+    finally:
+        hook.remove()
+
+    sd = numpy_state_dict(ref)
+    backbone = _load(lambda: Qwen3VLBackbone(CFG, rngs=nnx.Rngs(0)),
+                     qwen3_vl_entries(CFG, "", ()), sd)
+    out = jax.jit(lambda m, i, k, p: m(i, k, p))(backbone, jnp.asarray(ids), jnp.asarray(mask),
+                                                 jnp.asarray(pixels)[:, None])
+    np.testing.assert_array_equal(out.image_mask, ids == CFG.image_token_id)
+    np.testing.assert_array_equal(out.attention_mask, mask)
+    err = _valid_max_abs(out.features, captured["last"], mask)
+    print(f"backbone features from frames: {err:.2e}")
+    assert err <= TOL

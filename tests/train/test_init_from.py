@@ -125,7 +125,7 @@ def test_frozen_action_head_groups_stay_bit_identical(released, batches):
     _, _, imported, _ = ck.load_pretrained(path)
     ref = _flat(nnx.to_pure_dict(imported))
     frozen, trained = _flat(res.state.frozen), _flat(res.state.params)
-    projector = [k for k in ref if k.startswith(optimizer.GROUPS["tune_projector"])]
+    projector = [k for k in ref if k.startswith(optimizer.HEAD_GROUPS["tune_projector"])]
     assert projector and set(projector) <= set(frozen)
     assert not any(k.startswith("backbone/llm") for k in frozen)   # tune_llm=True: trained
     for k, v in frozen.items():

@@ -1,0 +1,62 @@
+"""GR00T N1.7's backbone: Qwen3-VL (Cosmos-Reason2-2B) cut at `select_layer`, N1.7 spec 1.1.
+
+  frames [B, V, H, W, 3] in [-1, 1] -> patch rows (qwen3_vl_vision.frames_to_patches), grid
+  (1, H/P, W/P) per frame -> vision tower: image tokens + DeepStack features
+  -> text decoder over the prompt with the image tokens scattered in, M-RoPE positions
+  (qwen3_vl_text.mrope_position_ids_for_grid), DeepStack added after its first layers, the
+  first `text.num_layers` layers kept
+  -> BackboneOutput(features = the last kept layer's output BEFORE the final RMSNorm,
+     attention_mask, image_mask = input_ids == image_token_id)
+
+lerobot 0.6.1 reads the same pre-norm tensor (a forward hook on the last kept layer); the final
+norm's weight stays in the checkpoint and in our parameters, unused. Frames of one call share a
+size (the config's `image_size`), so the grid and the vision geometry are static under jit.
+"""
+from __future__ import annotations
+
+from flax import nnx
+from jaxtyping import Array, Bool, Float, Int
+
+from groot_jax.config import Qwen3VLConfig
+from groot_jax.models.backbone import BackboneOutput
+from groot_jax.models.layers import transpose_dense
+from groot_jax.models.qwen3_vl_text import (
+    Qwen3VLTextModel,
+    image_token_mask,
+    mrope_position_ids_for_grid,
+)
+from groot_jax.models.qwen3_vl_vision import Qwen3VLVisionTower, frames_to_patches
+
+
+class Qwen3VLBackbone(nnx.Module):
+    def __init__(self, cfg: Qwen3VLConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.vision = Qwen3VLVisionTower(cfg.vision, rngs=rngs)
+        self.text = Qwen3VLTextModel(cfg.text, rngs=rngs)
+
+    def to_inference_layout(self, release: bool = False) -> None:
+        """Vision blocks and text layers one module each, every Dense kernel [out, in], applied
+        unrolled (`layers.unstack_for_inference`); same numbers."""
+        self.vision.unroll(release)
+        self.text.unroll(release)
+        transpose_dense(self)
+
+    def image_tokens(self, pixel_values: Float[Array, "n h w c"]):
+        """Frames -> (image tokens [N * tokens_per_image, D], DeepStack features, same shape each)."""
+        n, h, w, _ = pixel_values.shape
+        grid = ((1, h // self.cfg.vision.patch_size, w // self.cfg.vision.patch_size),) * n
+        return self.vision(frames_to_patches(self.cfg.vision, pixel_values), grid)
+
+    def __call__(self, input_ids: Int[Array, "b l"], attention_mask: Bool[Array, "b l"],
+                 pixel_values: Float[Array, "b v h w c"]) -> BackboneOutput:
+        cfg = self.cfg
+        b, v, h, w, c = pixel_values.shape
+        embeds, deepstack = self.image_tokens(pixel_values.reshape(b * v, h, w, c))
+        mask = attention_mask.astype(bool)
+        image_mask = image_token_mask(cfg, input_ids)
+        grid = (1, h // cfg.vision.patch_size, w // cfg.vision.patch_size)
+        positions = mrope_position_ids_for_grid(cfg, input_ids, mask, grid)
+        features = self.text(input_ids, attention_mask=mask, position_ids=positions,
+                             visual_mask=image_mask, visual_embeds=embeds,
+                             deepstack_embeds=deepstack)
+        return BackboneOutput(features, mask, image_mask)
