@@ -6,6 +6,15 @@ Isaac-GR00T layout (read and written):
   experiment_cfg/metadata.json     per-embodiment statistics and modality metadata (spec 9.1)
   experiment_cfg/data_configs.json our exports only: the data configs (convert/processor_files.py)
   tokenizer files                  our exports only, when the model has them (TOKENIZER_FILES)
+GR00T N1.7 layout (lerobot 0.6.1 / Isaac-GR00T N1.7, N1.7 spec 1.5; read and written):
+  config.json                      lerobot's GR00TN17Config (model_type Gr00tN1d7; gr00t_config.py)
+  model.safetensors | model-*.safetensors + index   1031 tensors, tied lm_head omitted on export
+                                   (lerobot re-ties it) and accepted and dropped on import
+  processor_config.json, statistics.json, embodiment_id.json   the processor (n17_files.py)
+  qwen3_vl/config.json             our exports of a non-Cosmos backbone only: the Qwen3-VL config
+                                   config.json's model_name points at (absolute path)
+  experiment_cfg/metadata.json, experiment_cfg/data_configs.json, tokenizer files: our exports
+                                   only, as above (import prefers them to the sidecars: lossless)
 Our model directory:
   groot_config.json  params/ (Orbax)  metadata.json  data_configs.json  tokenizer files
 
@@ -69,7 +78,7 @@ def read_gr00t_config(ckpt_dir: Path, expect: GR00TConfig | None = None) -> GR00
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointFileError(f"{path}: not valid JSON ({e})") from e
-    return from_gr00t_json(data, source=str(path), expect=expect)
+    return from_gr00t_json(data, source=str(path), expect=expect, base_dir=Path(ckpt_dir))
 
 
 def _torch_keys(ckpt: SafetensorsCheckpoint) -> dict[str, str]:
@@ -122,14 +131,24 @@ def read_gr00t(ckpt_dir, *, cfg: GR00TConfig | None = None, dtype="float32",
     ckpt.close()
     params = jax.tree.map(lambda x: x, target)
     nnx.replace_by_pure_dict(params, pure)
+    return cfg, params, read_gr00t_metadata(ckpt_dir)
+
+
+def read_gr00t_metadata(ckpt_dir) -> dict:
+    """The per-embodiment metadata of a checkpoint dir: experiment_cfg/metadata.json (N1.5, and
+    our exports), else an N1.7 dir's statistics.json + processor_config.json; {} with a
+    warning when it has neither."""
+    from groot_jax.convert.n17_files import STATISTICS, has_n17_sidecars, read_n17_metadata
+
+    ckpt_dir = Path(ckpt_dir)
     metadata_path = ckpt_dir / METADATA_FILE
-    metadata = {}
     if metadata_path.exists():
-        metadata = validate_metadata(json.loads(metadata_path.read_text()), str(metadata_path))
-    else:
-        warnings.warn(f"{ckpt_dir} has no {METADATA_FILE}: no normalisation statistics imported",
-                      stacklevel=2)
-    return cfg, params, metadata
+        return validate_metadata(json.loads(metadata_path.read_text()), str(metadata_path))
+    if has_n17_sidecars(ckpt_dir):
+        return validate_metadata(read_n17_metadata(ckpt_dir), str(ckpt_dir / STATISTICS))
+    warnings.warn(f"{ckpt_dir} has no {METADATA_FILE} (nor an N1.7 {STATISTICS}): no "
+                  "normalisation statistics imported", stacklevel=3)
+    return {}
 
 
 def _set_leaf(tree: dict, path: tuple[str, ...], value) -> None:
@@ -198,13 +217,32 @@ def load_model(model_dir, *, dtype=None, sharding_for=None):
 
 # ---- writing Isaac-GR00T directories -----------------------------------------------------------
 def export_gr00t(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | None = None, *,
-                 dtype="float32", max_shard_bytes: int = 5 * 2**30) -> Path:
+                 dtype="float32", max_shard_bytes: int = 5 * 2**30,
+                 data_configs: dict | None = None,
+                 embodiment_ids: dict[str, int] | None = None) -> Path:
     """Write an Isaac-GR00T checkpoint directory that lerobot's / Isaac-GR00T's
-    `GR00TN15.from_pretrained` loads. The tied `lm_head` is not written (as HF does)."""
+    `GR00TN15.from_pretrained` loads, or for an N1.7 model the directory lerobot 0.6.1's
+    `GR00TN17.from_pretrained` (and its processor, from the sidecars built from `metadata`,
+    `data_configs` and `embodiment_ids`: n17_files.py) loads. The tied `lm_head` is not
+    written (as HF does)."""
+    from groot_jax.convert.gr00t_config import (
+        COSMOS_REASON2_2B,
+        QWEN3_VL_DIR,
+        is_cosmos_reason2_2b,
+        qwen3_vl_hf_json,
+    )
+
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; choose a new directory")
     out_dtype = _dtype(dtype)
+    model_name = None
+    if cfg.model_type == "gr00t_n1_7":
+        model_name = COSMOS_REASON2_2B
+        if not is_cosmos_reason2_2b(cfg.backbone):  # before any tensor is written
+            backbone_json = qwen3_vl_hf_json(cfg.backbone)
+            model_name = str((out_dir / QWEN3_VL_DIR).absolute())
+        to_gr00t_json(cfg, model_name=model_name)  # ConfigError now, not after the weights
     entries = {e.torch_key: e for e in gr00t_entries(cfg)}
     host = jax.tree.map(np.asarray, nnx.to_pure_dict(params))
     if cfg.action_head.flare.enabled:
@@ -227,9 +265,18 @@ def export_gr00t(out_dir, cfg: GR00TConfig, params: nnx.State, metadata: dict | 
         sizes.append((key, int(np.prod(shape, dtype=np.int64)) * out_dtype.itemsize))
     write_checkpoint(out_dir, sizes, get, max_shard_bytes=max_shard_bytes)
     torch_dtype = "bfloat16" if out_dtype == np.dtype(ml_dtypes.bfloat16) else "float32"
-    (out_dir / "config.json").write_text(json.dumps(to_gr00t_json(cfg, torch_dtype), indent=2) + "\n")
+    config = to_gr00t_json(cfg, torch_dtype, model_name=model_name)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out_dir / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
     (out_dir / METADATA_FILE).write_text(json.dumps(metadata or {}, indent=2) + "\n")
+    if cfg.model_type == "gr00t_n1_7":
+        from groot_jax.convert.n17_files import write_n17_sidecars
+
+        if model_name != COSMOS_REASON2_2B:
+            (out_dir / QWEN3_VL_DIR).mkdir()
+            (out_dir / QWEN3_VL_DIR / "config.json").write_text(
+                json.dumps(backbone_json, indent=2) + "\n")
+        write_n17_sidecars(out_dir, cfg, metadata or {}, data_configs, embodiment_ids)
     return out_dir
 
 
@@ -277,6 +324,12 @@ def import_checkpoint(ckpt_dir, out_dir, *, dtype="float32", cfg: GR00TConfig | 
     and so are the data configs of experiment_cfg/data_configs.json (our exports have them; a
     released checkpoint has none: Policy then takes --data-config or derives one from the
     metadata)."""
+    from groot_jax.convert.n17_files import (
+        EMBODIMENT_IDS,
+        has_n17_sidecars,
+        read_embodiment_ids,
+        read_n17_data_configs,
+    )
     from groot_jax.convert.processor_files import DATA_CONFIGS, read_data_configs
 
     if tokenizer_dir is not None:
@@ -285,10 +338,15 @@ def import_checkpoint(ckpt_dir, out_dir, *, dtype="float32", cfg: GR00TConfig | 
         tokenizer_dir = ckpt_dir
     configs_path = Path(ckpt_dir) / METADATA_FILE.parent / DATA_CONFIGS
     data_configs = read_data_configs(configs_path) if configs_path.is_file() else None
+    embodiment_ids = read_embodiment_ids(ckpt_dir)
+    if data_configs is None and has_n17_sidecars(ckpt_dir):  # N1.7 from elsewhere
+        data_configs = read_n17_data_configs(ckpt_dir, read_gr00t_config(ckpt_dir, expect=cfg))
     cfg, params, metadata = read_gr00t(ckpt_dir, cfg=cfg, dtype=dtype, sharding_for=sharding_for)
     out = save_model(out_dir, cfg, params, metadata, data_configs=data_configs)
     if tokenizer_dir is not None:
         store_tokenizer(out, tokenizer_dir)
+    if embodiment_ids is not None:  # the checkpoint's tag -> projector slot table, kept
+        (out / EMBODIMENT_IDS).write_text(json.dumps(embodiment_ids, indent=2) + "\n")
     return out
 
 
@@ -299,6 +357,7 @@ def export_checkpoint(model_dir, out_dir, *, dtype="float32", step: int | None =
     holds the statistics of every embodiment; the data configs go beside it
     (experiment_cfg/data_configs.json) and the tokenizer files to the top level, extras that
     Isaac-GR00T / lerobot ignore and `groot-jax convert import`, Policy, eval and serve read."""
+    from groot_jax.convert.n17_files import read_embodiment_ids
     from groot_jax.convert.processor_files import DATA_CONFIGS, read_data_configs, write_data_configs
     from groot_jax.convert.run_dir import is_run_dir, load_run
 
@@ -316,7 +375,9 @@ def export_checkpoint(model_dir, out_dir, *, dtype="float32", step: int | None =
                         if (model_dir / DATA_CONFIGS).is_file() else {})
         tokenizer = model_dir if has_tokenizer(model_dir) else None
     out = export_gr00t(out_dir, cfg, params, metadata, dtype=dtype,
-                       max_shard_bytes=max_shard_bytes)
+                       max_shard_bytes=max_shard_bytes, data_configs=data_configs,
+                       embodiment_ids=None if is_run_dir(model_dir)
+                       else read_embodiment_ids(model_dir))
     if data_configs:
         write_data_configs(out / METADATA_FILE.parent, data_configs)
     if tokenizer is not None:

@@ -5,6 +5,8 @@ Where they live (read_processor finds them in any of these):
   <model dir>/                      a groot-jax model dir (save_model): top level
   <Isaac-GR00T dir>/experiment_cfg/ metadata.json (the GR00T format) and, in our exports,
                                     data_configs.json; tokenizer files at the top level
+  <N1.7 dir>/                       without experiment_cfg/: statistics.json and
+                                    processor_config.json (convert/n17_files.py)
 Files:
   data_configs.json   {embodiment_tag: DataConfig.to_json()}
   metadata.json       {embodiment_tag: {"statistics", "modalities", "embodiment_tag"}} (spec 9.1,
@@ -194,6 +196,18 @@ def _read_files(configs_path: Path, metadata_path: Path, tok_dir: Path, source: 
                           source=str(source))
 
 
+def _read_n17_files(path: Path) -> ProcessorFiles:
+    """An N1.7 checkpoint from elsewhere: metadata and data configs from its statistics.json and
+    processor_config.json (convert/n17_files.py)."""
+    from groot_jax.convert.checkpoint import read_gr00t_config
+    from groot_jax.convert.n17_files import STATISTICS, read_n17_data_configs, read_n17_metadata
+
+    metadata = validate_metadata(read_n17_metadata(path), str(path / STATISTICS))
+    configs = read_n17_data_configs(path, read_gr00t_config(path))
+    return ProcessorFiles(data_configs=configs, metadata=metadata,
+                          tokenizer_dir=path if has_tokenizer(path) else None, source=str(path))
+
+
 def read_processor(path) -> ProcessorFiles:
     """The processor files of a run dir (path/processor), a groot-jax model dir (top level), a
     processor dir itself, or an Isaac-GR00T dir (experiment_cfg/metadata.json; no data configs
@@ -216,6 +230,10 @@ def read_processor(path) -> ProcessorFiles:
         return _read_files(path / DATA_CONFIGS, path / OUR_METADATA, path, path,
                            need_configs=not (path / OUR_CONFIG).is_file())
     if (path / "config.json").is_file():
+        from groot_jax.convert.n17_files import has_n17_sidecars
+
+        if not (path / METADATA_FILE).is_file() and has_n17_sidecars(path):
+            return _read_n17_files(path)
         return _read_files(path / METADATA_FILE.parent / DATA_CONFIGS, path / METADATA_FILE,
                            path, path, need_configs=False)
     raise CheckpointFileError(f"{path}: no processor files (neither {PROCESSOR_DIR}/, "

@@ -77,7 +77,9 @@ def _open_loop(args) -> int:
         raise ValueError(f"--episodes {bad}: {args.dataset} has episode positions 0..{n - 1}")
     out = Path(args.out) if args.out else Path(args.model) / "eval" / "open_loop"
     out.mkdir(parents=True, exist_ok=True)
-    result = open_loop(policy, source, episodes, every=args.every, batch_size=args.batch_size,
+    # Default: a new chunk every action horizon (16 for N1.5, the data config's for others).
+    every = args.every or len(policy.data_config.action_indices)
+    result = open_loop(policy, source, episodes, every=every, batch_size=args.batch_size,
                        plot_dir=out / "plots")
     text = summary_json(result, model=str(args.model), dataset=str(args.dataset),
                         data_config=policy.data_config.name,
@@ -85,7 +87,7 @@ def _open_loop(args) -> int:
     (out / "open_loop.json").write_text(text + "\n")
     # A short table, not the JSON (which lists every plot): what a newcomer reads first.
     base = result["mean_action"]
-    print(f"open-loop action error over {len(episodes)} episodes (every {args.every}th frame):")
+    print(f"open-loop action error over {len(episodes)} episodes (every {every}th frame):")
     for key, m in result["per_key"].items():
         print(f"  {key}: MSE {m['mse']:.4f} (mean-action baseline {base['per_key'][key]['mse']:.4f})"
               f", MAE {m['mae']:.4f} (baseline {base['per_key'][key]['mae']:.4f})")
@@ -172,7 +174,8 @@ def register(subparsers) -> None:
                    help="which stored embodiment (needed when the model has several)")
     p.add_argument("--tokenizer", default=None, help="default: the one stored with the model")
     p.add_argument("--episodes", default=None, help="comma-separated episode positions")
-    p.add_argument("--every", type=int, default=16)
+    p.add_argument("--every", type=int, default=None,
+                   help="frames between predicted chunks (default: the action horizon)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--out", default=None, help="default: <model>/eval/open_loop")

@@ -15,11 +15,12 @@ at `warmup()` or on first use. Padding matters to the action head (it attends to
 pads included), so a prompt's result depends on its own bucket only, never on batch mates. Each
 row's initial noise comes from its own seed: a row gives the same chunk alone or in a batch.
 
-Inputs pass the eval transforms of the data layer (centre crop 0.95, resize to 224x224, state
-normalisation, padding to 64 dims, the Eagle prompt with the original's inference language
-formatting `str([text])`, spec 3.5) and the jit-compiled sampler; outputs are split per action
-key and un-normalised (spec 9.3). Statistics and modality shapes come from the checkpoint's
-metadata for the data config's embodiment tag.
+Inputs pass the eval transforms of the data layer (centre crop 0.95, resize to the backbone's
+image size, state normalisation, padding to the head's widths, the backbone's prompt format
+with the original's inference language formatting, spec 3.5 / N1.7 spec 4) and the
+jit-compiled sampler; outputs are split per action key and un-normalised (spec 9.3).
+Statistics and modality shapes come from the checkpoint's metadata for the data config's
+embodiment tag.
 
 `model_path` is a training run (its latest checkpoint, `groot_jax.convert.run_dir`), a groot-jax
 model dir or an Isaac-GR00T dir. Without `data_config` the stored one is used

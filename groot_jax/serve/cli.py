@@ -123,7 +123,7 @@ def register(subparsers) -> None:
     p.add_argument("--embodiment-tag", default=None,
                    help="which stored embodiment (needed when the model has several)")
     p.add_argument("--tokenizer", default=None, metavar="DIR",
-                   help="Eagle/Qwen3 tokenizer files (default: the ones stored with the model)")
+                   help="tokenizer files (default: the ones stored with the model)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--steps", type=int, default=4)

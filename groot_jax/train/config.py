@@ -170,10 +170,17 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: {tp.__name__} has no field(s) {unknown}")
         return tp(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in value.items()})
     if origin in (typing.Union, types.UnionType):
+        if isinstance(value, dict):
+            # A union of configs (the backbone: Eagle | Qwen3-VL): the one whose fields hold
+            # every key; else the first, whose error names the unknown keys.
+            classes = [a for a in args if dataclasses.is_dataclass(a)]
+            fitting = [a for a in classes
+                       if set(value) <= {f.name for f in dataclasses.fields(a) if f.init}]
+            if classes:
+                return _build((fitting or classes)[0], value, where)
         for a in args:
             if a is not type(None) and (
-                    (dataclasses.is_dataclass(a) and isinstance(value, dict))
-                    or (typing.get_origin(a) is tuple and isinstance(value, (list, tuple)))):
+                    typing.get_origin(a) is tuple and isinstance(value, (list, tuple))):
                 return _build(a, value, where)
         return value
     if origin is tuple and isinstance(value, (list, tuple)):

@@ -1,7 +1,7 @@
 """Pure `train_step(state, batch, rng) -> (state, metrics)` and the sampling function: the jit
 boundary.
 
-Mixed precision: the image and state inputs are cast to `compute_dtype`, so the SigLIP / LLM /
+Mixed precision: the image and state inputs are cast to `compute_dtype`, so the vision tower / LLM /
 VL path runs in bf16 (Dense layers cast their kernels to the input dtype; norms and softmax
 compute in fp32). The flow-matching path (noise, t, x_t, buckets) stays fp32 because t in bf16
 would quantize the timestep buckets. Master weights stay in `param_dtype`.
