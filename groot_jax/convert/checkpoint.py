@@ -205,7 +205,7 @@ def load_model(model_dir, *, dtype=None, sharding_for=None):
                                                    leaf.dtype, sharding=sharding))
     with ocp.StandardCheckpointer() as ckptr:
         try:
-            restored = ckptr.restore(model_dir / OUR_PARAMS, pure)
+            restored = ckptr.restore(Path(model_dir).absolute() / OUR_PARAMS, pure)
         except Exception as e:
             raise CheckpointFileError(f"{model_dir / OUR_PARAMS}: cannot restore ({e})") from e
     params = jax.tree.map(lambda x: x, target)

@@ -98,6 +98,7 @@ def _restore_weights(state_dir: Path) -> tuple[dict, dict]:
     import jax
     import orbax.checkpoint as ocp
 
+    state_dir = Path(state_dir).absolute()   # Orbax misreads relative paths
     with ocp.PyTreeCheckpointer() as ckptr:
         try:
             tree = ckptr.metadata(state_dir).item_metadata

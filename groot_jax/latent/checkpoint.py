@@ -67,5 +67,5 @@ def load(directory: str | Path, expect_kind: str | None = None) -> nnx.Module:
     abstract = nnx.eval_shape(lambda: model_cls(cfg, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
     with ocp.StandardCheckpointer() as ck:
-        state = ck.restore(directory / "state", abstract_state)
+        state = ck.restore(Path(directory).absolute() / "state", abstract_state)
     return nnx.merge(graphdef, state)

@@ -25,7 +25,8 @@ def robot(tmp_path_factory):
                             modality_override=MODALITY)
 
 
-def test_tiny_n1_7_trains_evaluates_and_serves_through_the_cli(robot, tmp_path, capsys):
+def test_tiny_n1_7_trains_evaluates_and_serves_through_the_cli(robot, tmp_path, capsys,
+                                                              monkeypatch):
     from groot_jax.demo import serve_one_action
 
     tok = train_tiny_tokenizer(tmp_path / "tok", ["pick up the red cube"],
@@ -57,6 +58,17 @@ def test_tiny_n1_7_trains_evaluates_and_serves_through_the_cli(robot, tmp_path, 
     assert {k: np.asarray(v).shape for k, v in action.items()} == {
         "action.joints": (4, 5), "action.grip": (4, 1)}
     assert all(np.isfinite(np.asarray(v)).all() for v in action.values())
+
+    # export (lerobot's N1.7 layout) -> import -> fine-tune from it, with relative paths as a
+    # user types them (Orbax itself refuses relative paths).
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["convert", "export", "run", "exported"]) == 0
+    assert json.loads((tmp_path / "exported" / "config.json").read_text())
+    assert (tmp_path / "exported" / "embodiment_id.json").is_file()
+    assert cli.main(["convert", "import", "exported", "imported"]) == 0
+    out = _train(["train", "--config", "finetune_tiny_n1_7", "--dataset", str(robot), "--init",
+                  "imported", "checkpoint.dir=run2", *FAST], capsys)
+    assert "done at step 3" in out and all(np.isfinite(_losses(out)))
 
 
 def test_train_eval_serve_name_no_backbone():
