@@ -21,7 +21,6 @@ randn so that no norm is left at ones / zeros. get_action's only random draw (th
 and the training forward's noise and time are injected by patching `torch.randn` / `sample_time`.
 """
 import argparse
-import contextlib
 import os
 from pathlib import Path
 
@@ -30,86 +29,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
+from tiny_reference import (  # noqa: E402  (beside this script)
+    HEAD,
+    PATCH,
+    QWEN,
+    chat_ids,
+    fixed_randn,
+    left_padded,
+    perturb_,
+    pixel_rows,
+)
 
-# = GR00TConfig.tiny_n1_7() (../shared/reference/n17/tiny_model.py).
-QWEN = dict(
-    image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
-    vision_end_token_id=151653, tie_word_embeddings=True,
-    text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                     num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                     vocab_size=151936, rms_norm_eps=1e-6, max_position_embeddings=4096,
-                     tie_word_embeddings=True,
-                     rope_scaling={"rope_type": "default", "mrope_section": [4, 2, 2],
-                                   "mrope_interleaved": True},
-                     rope_theta=5000000),
-    vision_config=dict(depth=4, hidden_size=64, intermediate_size=128, num_heads=4,
-                       out_hidden_size=64, patch_size=16, spatial_merge_size=2,
-                       temporal_patch_size=2, in_channels=3, num_position_embeddings=2304,
-                       deepstack_visual_indexes=[0, 1, 2], hidden_act="gelu_pytorch_tanh"),
-)
-HEAD = dict(
-    backbone_model_type="qwen", select_layer=3, backbone_embedding_dim=64,
-    hidden_size=32, input_embedding_dim=48, max_state_dim=8, max_action_dim=7, action_horizon=4,
-    max_num_embodiments=32, max_seq_len=64, num_inference_timesteps=4, state_dropout_prob=0.0,
-    load_bf16=False, use_flash_attention=False,
-    diffusion_model_cfg=dict(positional_embeddings=None, num_layers=4, num_attention_heads=2,
-                             attention_head_dim=24, norm_type="ada_norm", dropout=0.0,
-                             final_dropout=True, output_dim=32, interleave_self_attention=True),
-    vl_self_attention_cfg=dict(positional_embeddings=None, num_layers=1, num_attention_heads=2,
-                               attention_head_dim=32, dropout=0.0, final_dropout=True),
-)
-SIZE, PATCH, MERGE, TEMPORAL = 64, 16, 2, 2
+SIZE, MERGE = 64, 2
 TOKENS_PER_IMAGE = (SIZE // PATCH) ** 2 // MERGE ** 2                  # 4
-
-# Qwen special tokens (real ids) and a few ordinary ones ("user", "\n", "assistant").
-IM_START, IM_END, PAD = 151644, 151645, 151643
-VISION_START, VISION_END, IMAGE_PAD = 151652, 151653, 151655
-USER, NEWLINE, ASSISTANT = 872, 198, 77091
-
-
-def perturb_(model: torch.nn.Module, seed: int, scale: float) -> None:
-    """No parameter keeps a trivial init (norm ones / zeros, zero biases)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-
-
-@contextlib.contextmanager
-def fixed_randn(tensor: np.ndarray):
-    """torch.randn returns `tensor` (and must be asked for its shape)."""
-    original = torch.randn
-
-    def randn(*args, **kwargs):
-        shape = tuple(kwargs.get("size", args[0] if len(args) == 1 else args))
-        if tuple(shape) != tensor.shape:
-            raise AssertionError(f"unexpected torch.randn{shape}; expected {tensor.shape}")
-        return torch.from_numpy(tensor.copy())
-
-    torch.randn = randn
-    try:
-        yield
-    finally:
-        torch.randn = original
-
-
-def chat_ids(text_ids: list[int]) -> list[int]:
-    """<|im_start|>user\\n<|vision_start|><|image_pad|>x4<|vision_end|>TEXT<|im_end|>\\n
-    <|im_start|>assistant\\n (the Qwen3-VL chat layout with a generation prompt)."""
-    return ([IM_START, USER, NEWLINE, VISION_START] + [IMAGE_PAD] * TOKENS_PER_IMAGE
-            + [VISION_END] + text_ids + [IM_END, NEWLINE, IM_START, ASSISTANT, NEWLINE])
 
 
 def make_inputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
     f32 = np.float32
-    rows = [chat_ids(rng.integers(0, 150000, 6).tolist()),
-            chat_ids(rng.integers(0, 150000, 2).tolist())]
-    length = max(map(len, rows))
-    input_ids = np.full((2, length), PAD, np.int64)
-    attention_mask = np.zeros((2, length), np.int64)
-    for b, row in enumerate(rows):                                  # left padding
-        input_ids[b, length - len(row):] = row
-        attention_mask[b, length - len(row):] = 1
+    input_ids, attention_mask = left_padded(
+        [chat_ids(rng.integers(0, 150000, n).tolist(), TOKENS_PER_IMAGE) for n in (6, 2)])
     b, horizon, a_dim = 2, HEAD["action_horizon"], HEAD["max_action_dim"]
     action_mask = np.ones((b, horizon, a_dim), f32)
     action_mask[1, :, 5:] = 0                                       # embodiment with 5 dims
@@ -134,9 +72,6 @@ def main() -> None:
     from lerobot.policies.groot.groot_n1_7 import GR00TN17, GR00TN17Config
     from transformers import Qwen3VLConfig
     from transformers.feature_extraction_utils import BatchFeature
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
-        Qwen2VLImageProcessorPil,
-    )
 
     args.out.mkdir(parents=True, exist_ok=True)
     backbone_dir = args.out / "tiny_qwen3vl"            # the local backbone "model_name"
@@ -149,13 +84,7 @@ def main() -> None:
     perturb_(model, args.seed, args.scale)
 
     io = make_inputs(np.random.default_rng(args.seed))
-    proc = Qwen2VLImageProcessorPil(do_resize=False, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                                    patch_size=PATCH, merge_size=MERGE,
-                                    temporal_patch_size=TEMPORAL)
-    vis = proc(images=list(io["frames"]), return_tensors="np")
-    assert vis["image_grid_thw"].tolist() == [[1, SIZE // PATCH, SIZE // PATCH]] * 2
-    io.update(pixel_values=vis["pixel_values"].astype(np.float32),
-              image_grid_thw=vis["image_grid_thw"].astype(np.int64))
+    io.update(pixel_rows(io["frames"]))
 
     def inputs(with_action: bool) -> dict:
         keys = ["input_ids", "attention_mask", "pixel_values", "image_grid_thw", "state",
