@@ -47,6 +47,21 @@ QWEN3_VL_DIR = "qwen3_vl"  # the backbone config directory of an N1.7 export (no
 LEROBOT_TRANSFORMERS = "5.5.4"  # what lerobot 0.6.1's groot extra resolves to
 
 
+# config.json names (theirs) -> our ActionHeadConfig / VLSelfAttentionConfig fields, shared by
+# the N1 / N1.5 and the N1.7 layouts.
+HEAD_NAMES = {
+    "max_action_dim": "action_dim", "action_horizon": "action_horizon",
+    "add_pos_embed": "add_pos_embed", "backbone_embedding_dim": "backbone_embedding_dim",
+    "hidden_size": "hidden_size", "input_embedding_dim": "input_embedding_dim",
+    "max_state_dim": "max_state_dim", "max_num_embodiments": "max_num_embodiments",
+    "max_seq_len": "max_seq_len", "noise_beta_alpha": "noise_beta_alpha",
+    "noise_beta_beta": "noise_beta_beta", "noise_s": "noise_s",
+    "num_inference_timesteps": "num_inference_timesteps",
+    "num_timestep_buckets": "num_timestep_buckets"}
+VL_SELF_ATTENTION_NAMES = {"attention_head_dim": "head_dim", "dropout": "dropout",
+                           "num_attention_heads": "num_heads", "num_layers": "num_layers"}
+
+
 class ConfigError(ValueError):
     """A checkpoint's config.json cannot describe a model we build."""
 
@@ -149,19 +164,9 @@ def from_gr00t_json(data: dict, *, source: str = "config.json",
         "attention_head_dim": "head_dim", "cross_attention_dim": "cross_attention_dim",
         "dropout": "dropout", "interleave_self_attention": "interleave_self_attention",
         "num_attention_heads": "num_heads", "num_layers": "num_layers", "output_dim": "output_dim"})
-    vl = _replace(cfg.action_head.vl_self_attention, vl_json, source, {
-        "attention_head_dim": "head_dim", "dropout": "dropout",
-        "num_attention_heads": "num_heads", "num_layers": "num_layers"})
+    vl = _replace(cfg.action_head.vl_self_attention, vl_json, source, VL_SELF_ATTENTION_NAMES)
     head = _replace(cfg.action_head, head_json, source, {
-        "max_action_dim": "action_dim", "action_horizon": "action_horizon",
-        "add_pos_embed": "add_pos_embed", "backbone_embedding_dim": "backbone_embedding_dim",
-        "hidden_size": "hidden_size", "input_embedding_dim": "input_embedding_dim",
-        "max_state_dim": "max_state_dim", "max_num_embodiments": "max_num_embodiments",
-        "max_seq_len": "max_seq_len", "noise_beta_alpha": "noise_beta_alpha",
-        "noise_beta_beta": "noise_beta_beta", "noise_s": "noise_s",
-        "num_inference_timesteps": "num_inference_timesteps",
-        "num_target_vision_tokens": "num_future_tokens",
-        "num_timestep_buckets": "num_timestep_buckets", "use_vlln": "use_vlln"},
+        **HEAD_NAMES, "num_target_vision_tokens": "num_future_tokens", "use_vlln": "use_vlln"},
         dit=dit, vl_self_attention=vl)
     backbone = cfg.backbone
     if "select_layer" in bb_json:
@@ -430,19 +435,9 @@ def from_n17_json(data: dict, *, source: str = "config.json", base_dir=None) -> 
             attend_text_every_n_blocks=data.get("attend_text_every_n_blocks", 2) if alternate
             else None)
         use_vlln = data.get("use_vlln", True)
-        vl = _replace(base.vl_self_attention, vl_json, source, {
-            "attention_head_dim": "head_dim", "dropout": "dropout",
-            "num_attention_heads": "num_heads", "num_layers": "num_layers"})
+        vl = _replace(base.vl_self_attention, vl_json, source, VL_SELF_ATTENTION_NAMES)
         head = _replace(base, data, source, {
-            "max_action_dim": "action_dim", "action_horizon": "action_horizon",
-            "add_pos_embed": "add_pos_embed", "backbone_embedding_dim": "backbone_embedding_dim",
-            "hidden_size": "hidden_size", "input_embedding_dim": "input_embedding_dim",
-            "max_state_dim": "max_state_dim", "max_num_embodiments": "max_num_embodiments",
-            "max_seq_len": "max_seq_len", "noise_beta_alpha": "noise_beta_alpha",
-            "noise_beta_beta": "noise_beta_beta", "noise_s": "noise_s",
-            "num_inference_timesteps": "num_inference_timesteps",
-            "num_timestep_buckets": "num_timestep_buckets",
-            "state_dropout_prob": "state_dropout_prob"},
+            **HEAD_NAMES, "state_dropout_prob": "state_dropout_prob"},
             use_vlln=bool(use_vlln), dit=dit, vl_self_attention=vl)
         return GR00TConfig(name=name, model_type="gr00t_n1_7", backbone=backbone,
                            action_head=head)

@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
+from tiny_reference import perturb_  # noqa: E402  (beside this script)
 
 # = ActionHeadConfig.tiny_n1_7() (../shared/reference/n17/tiny_model.py).
 TINY = dict(
@@ -31,14 +32,6 @@ TINY = dict(
     vl_self_attention_cfg=dict(positional_embeddings=None, num_layers=1, num_attention_heads=2,
                                attention_head_dim=32, dropout=0.0, final_dropout=True),
 )
-
-
-def perturb_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
-    """No parameter keeps a trivial init (LayerNorm ones/zeros, zero biases)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
 
 
 @contextlib.contextmanager
@@ -83,7 +76,7 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     head = GR00TN17ActionHead(GR00TN17Config(**TINY)).eval()
-    perturb_(head, args.seed)
+    perturb_(head, args.seed, 0.1)
     io = make_inputs(np.random.default_rng(args.seed))
 
     def backbone_output(image_mask=None):
