@@ -11,9 +11,15 @@
 lerobot 0.6.1 reads the same pre-norm tensor (a forward hook on the last kept layer); the final
 norm's weight stays in the checkpoint and in our parameters, unused. Frames of one call share a
 size (the config's `image_size`), so the grid and the vision geometry are static under jit.
+
+`from_patches` takes transformers' own inputs instead (the HF processor's `pixel_values` rows and
+`image_grid_thw`, images of any sizes): the same
+computation, for images that do not share one grid and for parity against HF directly.
 """
 from __future__ import annotations
 
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
@@ -23,6 +29,7 @@ from groot_jax.models.layers import transpose_dense
 from groot_jax.models.qwen3_vl_text import (
     Qwen3VLTextModel,
     image_token_mask,
+    mrope_position_ids,
     mrope_position_ids_for_grid,
 )
 from groot_jax.models.qwen3_vl_vision import Qwen3VLVisionTower, frames_to_patches
@@ -57,6 +64,33 @@ class Qwen3VLBackbone(nnx.Module):
         grid = (1, h // cfg.vision.patch_size, w // cfg.vision.patch_size)
         positions = mrope_position_ids_for_grid(cfg, input_ids, mask, grid)
         features = self.text(input_ids, attention_mask=mask, position_ids=positions,
+                             visual_mask=image_mask, visual_embeds=embeds,
+                             deepstack_embeds=deepstack)
+        return BackboneOutput(features, mask, image_mask)
+
+    def from_patches(self, input_ids: Int[Array, "b l"], attention_mask: Bool[Array, "b l"],
+                     pixel_values: Float[Array, "n cthw"], image_grid_thw,
+                     position_ids: Int[Array, "r b l"] | None = None) -> BackboneOutput:
+        """HF-style inputs: `pixel_values` [N, C*T*P*P] and `image_grid_thw` [n_images, 3] as the
+        Qwen2-VL image processor gives them (static: numpy or a tuple of tuples, never traced),
+        images in prompt order over the batch. `position_ids`: [3, B, L] (t, h, w rows) or
+        lerobot's [4, B, L] (text row first, dropped); if None they are computed on the host
+        (`mrope_position_ids`), which needs concrete `input_ids` and `attention_mask` (outside
+        jit, or pass them in)."""
+        cfg = self.cfg
+        grid = tuple(tuple(int(x) for x in g) for g in np.asarray(image_grid_thw).reshape(-1, 3))
+        mask = attention_mask.astype(bool)
+        if position_ids is None:
+            position_ids, _ = mrope_position_ids(cfg, np.asarray(input_ids), np.asarray(grid),
+                                                 np.asarray(mask))
+        position_ids = jnp.asarray(position_ids, jnp.int32)
+        if position_ids.shape[0] == 4:
+            position_ids = position_ids[1:]
+        if position_ids.shape[0] != 3:
+            raise ValueError(f"position_ids must be [3 or 4, B, L], got {tuple(position_ids.shape)}")
+        embeds, deepstack = self.vision(pixel_values, grid)
+        image_mask = image_token_mask(cfg, input_ids)
+        features = self.text(input_ids, attention_mask=mask, position_ids=position_ids,
                              visual_mask=image_mask, visual_embeds=embeds,
                              deepstack_embeds=deepstack)
         return BackboneOutput(features, mask, image_mask)

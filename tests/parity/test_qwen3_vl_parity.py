@@ -302,3 +302,39 @@ def test_backbone_from_frames_matches_transformers_processor_and_model():
     err = _valid_max_abs(out.features, captured["last"], mask)
     print(f"backbone features from frames: {err:.2e}")
     assert err <= TOL
+
+
+def test_backbone_from_patches_matches_transformers_hidden_states():
+    """`Qwen3VLBackbone.from_patches` on the mixed-grid, left-padded batch above (HF's own
+    pixel rows and image_grid_thw, positions computed on the host) against HF `Qwen3VLModel`:
+    the full backbone's features = the last layer's output before the final norm (hook), and a
+    backbone cut at select_layer = 2 (weights of layer 2 dropped on load) = HF hidden_states[2]."""
+    from groot_jax.convert.keymap import qwen3_vl_entries
+    from groot_jax.models.qwen3_vl import Qwen3VLBackbone
+
+    ref, _, _, _ = _reference()
+    ids, mask = _prompts()
+    pixels = _pixels(GRIDS)
+    out, ref_last, ref_positions, _ = _hf_forward(ref, ids, mask, pixels)
+    sd = numpy_state_dict(ref)
+    errors = {}
+    for n in (CFG.text.num_layers, 2):
+        cfg = dataclasses.replace(CFG, text=dataclasses.replace(CFG.text, num_layers=n))
+        dropped = {k for k in sd for i in range(n, CFG.text.num_layers)
+                   if k.startswith(f"language_model.layers.{i}.")}
+        backbone = _load(lambda cfg=cfg: Qwen3VLBackbone(cfg, rngs=nnx.Rngs(0)),
+                         qwen3_vl_entries(cfg, "", ()), sd, ignore=dropped)
+        got = backbone.from_patches(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(pixels),
+                                    GRIDS)
+        np.testing.assert_array_equal(got.image_mask, ids == CFG.image_token_id)
+        np.testing.assert_array_equal(got.attention_mask, mask)
+        want = ref_last if n == CFG.text.num_layers else out.hidden_states[n]
+        errors[f"features, {n} layers"] = _valid_max_abs(got.features, want, mask)
+        # lerobot's 4-row ids (a text row first) under jit give the same.
+        four = np.concatenate([ref_positions[:1], ref_positions], axis=0)
+        jitted = jax.jit(lambda m, i, k, p, q: m.from_patches(i, k, p, GRIDS, position_ids=q))(
+            backbone, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(pixels), jnp.asarray(four))
+        errors[f"features, {n} layers, jit 4-row"] = _valid_max_abs(jitted.features, want, mask)
+    print({k: f"{v:.2e}" for k, v in errors.items()})
+    bad = {k: v for k, v in errors.items() if not v <= TOL}
+    assert not bad, f"above {TOL}: {bad}"
