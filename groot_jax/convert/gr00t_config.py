@@ -60,6 +60,10 @@ HEAD_NAMES = {
     "num_timestep_buckets": "num_timestep_buckets"}
 VL_SELF_ATTENTION_NAMES = {"attention_head_dim": "head_dim", "dropout": "dropout",
                            "num_attention_heads": "num_heads", "num_layers": "num_layers"}
+DIT_NAMES = {"attention_head_dim": "head_dim", "dropout": "dropout",
+             "interleave_self_attention": "interleave_self_attention",
+             "num_attention_heads": "num_heads", "num_layers": "num_layers",
+             "output_dim": "output_dim"}
 
 
 class ConfigError(ValueError):
@@ -161,9 +165,7 @@ def from_gr00t_json(data: dict, *, source: str = "config.json",
     dit_json = head_json.get("diffusion_model_cfg") or {}
     vl_json = head_json.get("vl_self_attention_cfg") or {}
     dit = _replace(cfg.action_head.dit, dit_json, source, {
-        "attention_head_dim": "head_dim", "cross_attention_dim": "cross_attention_dim",
-        "dropout": "dropout", "interleave_self_attention": "interleave_self_attention",
-        "num_attention_heads": "num_heads", "num_layers": "num_layers", "output_dim": "output_dim"})
+        **DIT_NAMES, "cross_attention_dim": "cross_attention_dim"})
     vl = _replace(cfg.action_head.vl_self_attention, vl_json, source, VL_SELF_ATTENTION_NAMES)
     head = _replace(cfg.action_head, head_json, source, {
         **HEAD_NAMES, "num_target_vision_tokens": "num_future_tokens", "use_vlln": "use_vlln"},
@@ -426,12 +428,7 @@ def from_n17_json(data: dict, *, source: str = "config.json", base_dir=None) -> 
     alternate = data.get("use_alternate_vl_dit", True)
     emb = data.get("backbone_embedding_dim", base.backbone_embedding_dim)
     try:
-        dit = _replace(base.dit, dit_json, source, {
-            "attention_head_dim": "head_dim", "dropout": "dropout",
-            "interleave_self_attention": "interleave_self_attention",
-            "num_attention_heads": "num_heads", "num_layers": "num_layers",
-            "output_dim": "output_dim"},
-            cross_attention_dim=emb,
+        dit = _replace(base.dit, dit_json, source, DIT_NAMES, cross_attention_dim=emb,
             attend_text_every_n_blocks=data.get("attend_text_every_n_blocks", 2) if alternate
             else None)
         use_vlln = data.get("use_vlln", True)

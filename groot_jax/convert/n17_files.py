@@ -125,16 +125,10 @@ def n17_sidecars(cfg: GR00TConfig, metadata: dict, data_configs: dict | None = N
 def write_n17_sidecars(directory, cfg: GR00TConfig, metadata: dict,
                        data_configs: dict | None = None,
                        embodiment_ids: dict[str, int] | None = None) -> None:
+    from groot_jax.convert.processor_files import _write_json
+
     for name, obj in n17_sidecars(cfg, metadata, data_configs, embodiment_ids).items():
-        (Path(directory) / name).write_text(json.dumps(obj, indent=2, default=_tolist) + "\n")
-
-
-def _tolist(x):
-    import numpy as np
-
-    if isinstance(x, (np.ndarray, np.generic)):
-        return x.tolist()
-    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+        _write_json(Path(directory) / name, obj)
 
 
 def has_n17_sidecars(directory) -> bool:

@@ -199,10 +199,10 @@ def _read_files(configs_path: Path, metadata_path: Path, tok_dir: Path, source: 
 def _read_n17_files(path: Path) -> ProcessorFiles:
     """An N1.7 checkpoint from elsewhere: metadata and data configs from its statistics.json and
     processor_config.json (convert/n17_files.py)."""
-    from groot_jax.convert.checkpoint import read_gr00t_config
-    from groot_jax.convert.n17_files import STATISTICS, read_n17_data_configs, read_n17_metadata
+    from groot_jax.convert.checkpoint import read_gr00t_config, read_gr00t_metadata
+    from groot_jax.convert.n17_files import read_n17_data_configs
 
-    metadata = validate_metadata(read_n17_metadata(path), str(path / STATISTICS))
+    metadata = read_gr00t_metadata(path)
     configs = read_n17_data_configs(path, read_gr00t_config(path))
     return ProcessorFiles(data_configs=configs, metadata=metadata,
                           tokenizer_dir=path if has_tokenizer(path) else None, source=str(path))

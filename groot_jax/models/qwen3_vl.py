@@ -12,9 +12,9 @@ lerobot 0.6.1 reads the same pre-norm tensor (a forward hook on the last kept la
 norm's weight stays in the checkpoint and in our parameters, unused. Frames of one call share a
 size (the config's `image_size`), so the grid and the vision geometry are static under jit.
 
-`from_patches` takes transformers' own inputs instead (the HF processor's `pixel_values` rows and
-`image_grid_thw`, images of any sizes): the same
-computation, for images that do not share one grid and for parity against HF directly.
+`from_patches` is the computation on transformers' own inputs (the HF processor's `pixel_values`
+rows and `image_grid_thw`, images of any sizes); `__call__` makes those from the frames and
+calls it.
 """
 from __future__ import annotations
 
@@ -48,25 +48,16 @@ class Qwen3VLBackbone(nnx.Module):
         self.text.unroll(release)
         transpose_dense(self)
 
-    def image_tokens(self, pixel_values: Float[Array, "n h w c"]):
-        """Frames -> (image tokens [N * tokens_per_image, D], DeepStack features, same shape each)."""
-        n, h, w, _ = pixel_values.shape
-        grid = ((1, h // self.cfg.vision.patch_size, w // self.cfg.vision.patch_size),) * n
-        return self.vision(frames_to_patches(self.cfg.vision, pixel_values), grid)
-
     def __call__(self, input_ids: Int[Array, "b l"], attention_mask: Bool[Array, "b l"],
                  pixel_values: Float[Array, "b v h w c"]) -> BackboneOutput:
+        """Frames of one size: patch rows on the device, their static grid and traceable
+        positions, then `from_patches`."""
         cfg = self.cfg
         b, v, h, w, c = pixel_values.shape
-        embeds, deepstack = self.image_tokens(pixel_values.reshape(b * v, h, w, c))
-        mask = attention_mask.astype(bool)
-        image_mask = image_token_mask(cfg, input_ids)
+        rows = frames_to_patches(cfg.vision, pixel_values.reshape(b * v, h, w, c))
         grid = (1, h // cfg.vision.patch_size, w // cfg.vision.patch_size)
-        positions = mrope_position_ids_for_grid(cfg, input_ids, mask, grid)
-        features = self.text(input_ids, attention_mask=mask, position_ids=positions,
-                             visual_mask=image_mask, visual_embeds=embeds,
-                             deepstack_embeds=deepstack)
-        return BackboneOutput(features, mask, image_mask)
+        positions = mrope_position_ids_for_grid(cfg, input_ids, attention_mask.astype(bool), grid)
+        return self.from_patches(input_ids, attention_mask, rows, (grid,) * (b * v), positions)
 
     def from_patches(self, input_ids: Int[Array, "b l"], attention_mask: Bool[Array, "b l"],
                      pixel_values: Float[Array, "n cthw"], image_grid_thw,

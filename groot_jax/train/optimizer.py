@@ -27,20 +27,24 @@ HEAD_GROUPS = {
 def groups(cfg: TrainConfig) -> dict[str, tuple[str, ...]]:
     """Every tune_* flag's parameter path prefixes for `cfg`'s model."""
     return {**backbone.trainable_groups(cfg.model_config().backbone), **HEAD_GROUPS}
+
+
 # Dense kernels of the action head that receive LoRA adapters (attention and feed-forward).
 LORA_TARGETS = ("attn/to_q/kernel", "attn/to_k/kernel", "attn/to_v/kernel", "attn/to_out/kernel",
                 "ff/proj_in/kernel", "ff/proj_out/kernel")
 LORA = "lora"   # top-level key of the adapter tree inside the trainable params
 
 
-def is_trainable(path: str, cfg: TrainConfig) -> bool:
+def is_trainable(path: str, cfg: TrainConfig,
+                 prefixes: dict[str, tuple[str, ...]] | None = None) -> bool:
     """Whether the base parameter at `path` ('a/b/c') is trained under `cfg`'s flags.
     Everything outside the four groups (vlln, vl_self_attention, future_tokens) is trained, as
-    in the original, which sets requires_grad everywhere and then freezes whole groups."""
+    in the original, which sets requires_grad everywhere and then freezes whole groups.
+    `prefixes`: `groups(cfg)`, when the caller already has it."""
     if cfg.lora_rank > 0:
         return False
-    for flag, prefixes in groups(cfg).items():
-        if any(path == p or path.startswith(p + "/") for p in prefixes):
+    for flag, group in (groups(cfg) if prefixes is None else prefixes).items():
+        if any(path == p or path.startswith(p + "/") for p in group):
             return bool(getattr(cfg, flag))
     return True
 
@@ -71,8 +75,10 @@ def split_params(params: dict, cfg: TrainConfig) -> tuple[dict, dict]:
     """(trainable, frozen) nested dicts, cast to param_dtype / frozen_dtype."""
     flat = flatten(params)
     pd, fd = jnp.dtype(cfg.param_dtype), jnp.dtype(cfg.frozen_dtype)
-    train = {k: v.astype(pd) for k, v in flat.items() if is_trainable(k, cfg)}
-    frozen = {k: v.astype(fd) for k, v in flat.items() if not is_trainable(k, cfg)}
+    prefixes = groups(cfg)   # once: it builds the model config
+    trainable = {k for k in flat if is_trainable(k, cfg, prefixes)}
+    train = {k: v.astype(pd) for k, v in flat.items() if k in trainable}
+    frozen = {k: v.astype(fd) for k, v in flat.items() if k not in trainable}
     return unflatten(train), unflatten(frozen)
 
 

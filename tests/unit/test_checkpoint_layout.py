@@ -33,14 +33,18 @@ def released_n15_keys() -> dict[str, tuple[int, ...]]:
     return out
 
 
-def our_torch_shapes(cfg):
-    _, params = groot.abstract(cfg)
-    pure = nnx.to_pure_dict(params)
+def torch_shapes(entries, pure: dict) -> dict[str, tuple[int, ...]]:
+    """{torch key: the torch shape of our parameter} for keymap `entries` over `pure` params."""
     shapes = {}
-    for e in gr00t_entries(cfg):
+    for e in entries:
         ours = tuple(_get(pure, e.path).shape)
         shapes[e.torch_key] = torch_shape(e.kind, ours[1:] if e.layer is not None else ours)
-    return params, shapes
+    return shapes
+
+
+def our_torch_shapes(cfg):
+    _, params = groot.abstract(cfg)
+    return params, torch_shapes(gr00t_entries(cfg), nnx.to_pure_dict(params))
 
 
 def test_n15_3b_layout_and_parameter_count():

@@ -1,8 +1,6 @@
 """The action head in its GR00T N1.7 configuration (`ActionHeadConfig.n1_7`): the DiT's
 text/image alternation, the key masks, the flow-time formula, state dropout and the released
 checkpoint layout. Numerical parity with lerobot 0.6.1 is tests/parity/test_n17_head_parity.py."""
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,12 +8,11 @@ import pytest
 from flax import nnx
 
 from groot_jax.config import ActionHeadConfig, DiTConfig
-from groot_jax.convert.keymap import action_head_entries, torch_shape
-from groot_jax.convert.state_dict import _get
+from groot_jax.convert.keymap import action_head_entries
 from groot_jax.models.action_head import FlowMatchingActionHead
 from groot_jax.models.dit import DiT
-
-KEYS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "n17_checkpoint_keys.txt"
+from tests.unit.test_checkpoint_layout import torch_shapes
+from tests.unit.test_n17_layout import released_n17_keys
 
 
 def test_n1_7_alternation_pattern():
@@ -101,20 +98,11 @@ def test_state_dropout_zeroes_the_state_token_in_training_only():
 
 
 def test_n1_7_layout_matches_released_keys():
-    if not KEYS.exists():
-        pytest.fail(f"{KEYS} is missing: the repository expects ../shared beside it")
-    released = {}
-    for line in KEYS.read_text().splitlines():
-        key, shape, _ = line.split("\t")
-        if key.startswith("action_head."):
-            released[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+    released = {k: v for k, v in released_n17_keys().items() if k.startswith("action_head.")}
     cfg = ActionHeadConfig.n1_7()
     model = nnx.eval_shape(lambda: FlowMatchingActionHead(cfg, rngs=nnx.Rngs(0)))
     pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    shapes = {}
-    for e in action_head_entries(cfg, "action_head.", ()):
-        ours = tuple(_get(pure, e.path).shape)
-        shapes[e.torch_key] = torch_shape(e.kind, ours[1:] if e.layer is not None else ours)
+    shapes = torch_shapes(action_head_entries(cfg, "action_head.", ()), pure)
     assert shapes == released
     assert len(shapes) == 537
     assert sum(int(np.prod(s)) for s in shapes.values()) == 1_620_515_968  # spec N1.7 1.6

@@ -11,21 +11,16 @@ import numpy as np
 from flax import nnx
 
 from groot_jax.config import Qwen3VLConfig
-from groot_jax.convert.keymap import qwen3_vl_entries, torch_shape
+from groot_jax.convert.keymap import qwen3_vl_entries
 from groot_jax.models.backbone import BackboneOutput
 from groot_jax.models.qwen3_vl import Qwen3VLBackbone
 from groot_jax.models.qwen3_vl_text import mrope_position_ids
 from groot_jax.models.qwen3_vl_vision import frames_to_patches
+from tests.unit.test_checkpoint_layout import torch_shapes
 from tests.unit.test_n17_layout import released_n17_keys
 
 TK = "backbone.model.model."
 LM_HEAD = "backbone.model.lm_head.weight"
-
-
-def _get(tree, path):
-    for k in path:
-        tree = tree[k]
-    return tree
 
 
 def test_released_backbone_keys_shapes_and_counts():
@@ -33,10 +28,7 @@ def test_released_backbone_keys_shapes_and_counts():
     cfg = dataclasses.replace(base, text=dataclasses.replace(base.text, num_layers=16))
     model = nnx.eval_shape(lambda: Qwen3VLBackbone(cfg, rngs=nnx.Rngs(0)))
     pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    shapes = {}
-    for e in qwen3_vl_entries(cfg, TK, ()):
-        ours = tuple(_get(pure, e.path).shape)
-        shapes[e.torch_key] = torch_shape(e.kind, ours[1:] if e.layer is not None else ours)
+    shapes = torch_shapes(qwen3_vl_entries(cfg, TK, ()), pure)
 
     released = {k: v for k, v in released_n17_keys().items() if k.startswith("backbone.model.")}
     assert LM_HEAD in released                      # tied to embed_tokens: accepted, dropped
