@@ -93,8 +93,11 @@ def train(args) -> None:
     policy.save_pretrained(out)
     pre.save_pretrained(out)
     post.save_pretrained(out)
+    recording = Path(args.dataset) / "meta" / "recording.json"
+    layout = json.loads(recording.read_text()).get("state_layout", "proprio")
     (out / "train_log.json").write_text(json.dumps(
-        {"steps": step, "seconds": time.perf_counter() - t0, "budget_min": args.budget_min,
+        {"state_layout": layout, "steps": step, "seconds": time.perf_counter() - t0,
+         "budget_min": args.budget_min,
          "batch": args.batch, "lr": args.lr, "parameters": params, "seed": args.seed,
          "log": log}, indent=1))
     print(f"trained {step} steps in {time.perf_counter() - t0:.0f}s; saved to {out}")
@@ -105,8 +108,10 @@ def act_get_action(model_dir: str | Path, horizon: int):
     from lerobot.policies.act.modeling_act import ACTPolicy
     from lerobot.policies.factory import make_pre_post_processors
 
-    from groot_jax.sim.metaworld import CAMERA
+    from groot_jax.sim.metaworld import CAMERA, state_vector
 
+    # the recording's observation.state layout (groot_jax.sim.metaworld.STATE_LAYOUTS)
+    layout = json.loads((Path(model_dir) / "train_log.json").read_text())["state_layout"]
     policy = ACTPolicy.from_pretrained(str(model_dir)).eval()
     pre, post = make_pre_post_processors(policy.config, pretrained_path=str(model_dir))
     image_key = f"observation.images.{CAMERA}"
@@ -114,9 +119,8 @@ def act_get_action(model_dir: str | Path, horizon: int):
     @torch.no_grad()
     def get_action(obs: dict) -> dict:
         frames = torch.from_numpy(np.asarray(obs[f"video.{CAMERA}"])[:, 0])     # [B, H, W, 3]
-        state = np.concatenate([obs["state.hand"][:, 0], obs["state.gripper"][:, 0]], -1)
         batch = {image_key: frames.permute(0, 3, 1, 2).float() / 255.0,
-                 "observation.state": torch.from_numpy(state.astype(np.float32))}
+                 "observation.state": torch.from_numpy(state_vector(obs, layout))}
         chunk = policy.predict_action_chunk(pre(batch))[:, :horizon]          # [B, T, 4]
         chunk = post(chunk).numpy()
         return {"action.ee_delta": chunk[..., :3], "action.gripper": chunk[..., 3:]}

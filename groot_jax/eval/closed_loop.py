@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from groot_jax.sim.metaworld import ACTION_KEYS, CAMERA, MetaWorldTask
+from groot_jax.sim.metaworld import ACTION_KEYS, CAMERA, STATE_SLICES, MetaWorldTask
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -143,7 +143,8 @@ def observation_blind_policies(action_stats: dict, horizon: int = 16,
 def check_policy_keys(policy) -> None:
     """The policy reads the simulator's observation keys and writes its action keys."""
     dc = policy.data_config
-    have = {f"video.{CAMERA}", "state.hand", "state.gripper", "annotation.human.task_description"}
+    have = {f"video.{CAMERA}", *(f"state.{k}" for k in STATE_SLICES),
+            "annotation.human.task_description"}
     missing = [k for k in (*dc.video_keys, *dc.state_keys, *dc.language_keys) if k not in have]
     if missing or tuple(dc.action_keys) != ACTION_KEYS:
         raise ValueError(f"the model's data config ({dc.name}) reads {missing or 'the same keys'} "

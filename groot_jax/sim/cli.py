@@ -18,11 +18,13 @@ def _record_metaworld(args: argparse.Namespace) -> int:
     record_metaworld(parse_tasks(args.tasks), args.episodes, args.out, seeds=args.seed,
                      image_size=args.image, max_steps=args.max_steps,
                      steps_after_success=args.steps_after_success, keep_failed=args.keep_failed,
-                     tokenizer_out=args.tokenizer_out)
+                     tokenizer_out=args.tokenizer_out, state_layout=args.state)
     return 0
 
 
 def register(subparsers) -> None:
+    from groot_jax.sim.metaworld import STATE_LAYOUTS
+
     rec = subparsers.add_parser("record", help="record scripted-expert demonstrations")
     sims = rec.add_subparsers(dest="simulator", required=True)
     mw = sims.add_parser("metaworld", help="Meta-World tasks -> a LeRobot v3.0 dataset")
@@ -37,6 +39,10 @@ def register(subparsers) -> None:
     mw.add_argument("--max-steps", type=int, default=150)
     mw.add_argument("--steps-after-success", type=int, default=0,
                     help="keep recording this many steps after the first success")
+    mw.add_argument("--state", choices=sorted(STATE_LAYOUTS), default="proprio",
+                    help="observation.state: proprio = hand xyz + gripper (objects and goal only "
+                         "in the image); mt10 = also the object poses and goal, as the MT10 "
+                         "benchmark observes them (21-d)")
     mw.add_argument("--keep-failed", action="store_true",
                     help="also write episodes where the expert did not succeed")
     mw.add_argument("--tokenizer-out", default=None,

@@ -1,11 +1,18 @@
 """Meta-World tasks (MuJoCo, rendered on CPU through Mesa EGL) as the project's robot.
 
 Observations follow the original's key style: `video.corner` uint8 [1, H, W, 3] (the corner2
-camera, turned upright), `state.hand` [1, 3] (end-effector xyz), `state.gripper` [1, 1], and
-`annotation.human.task_description` (the task in words). Actions are the 4-d Meta-World action
-(dx, dy, dz, gripper), `action.ee_delta` [3] + `action.gripper` [1], clipped to [-1, 1]. Only hand
-and gripper are given as state: the rest of Meta-World's 39-d observation (object and goal
-positions) would give the answer away, so a policy must find the goal in the image.
+camera, turned upright), `state.hand` [1, 3] (end-effector xyz), `state.gripper` [1, 1],
+`state.objects` [1, 14] (two object poses, xyz + quaternion, zero where a task has one),
+`state.goal` [1, 3] and `annotation.human.task_description` (the task in words). Actions are the
+4-d Meta-World action (dx, dy, dz, gripper), `action.ee_delta` [3] + `action.gripper` [1], clipped
+to [-1, 1].
+
+Which state a dataset records (`STATE_LAYOUTS`, `record metaworld --state`):
+  proprio  hand + gripper (4-d): object and goal positions must be found in the image.
+  mt10     hand + gripper + objects + goal (21-d): the current frame of the observation the MT10
+           benchmark defines (metaworld.MT1/MT10 make the goal observable; its 39-d vector
+           also repeats the previous frame's 18 dims, left out here).
+A policy reads the keys its data config names, so one simulator serves both.
 
 Variations: `MT1(task, seed=s).train_tasks` holds 50 fixed object / goal placements per seed
 (../shared/notes/simulation.md: `reset(seed=k)` alone does not vary them). Demonstrations use one
@@ -29,12 +36,34 @@ TASK_TEXT = {"reach-v3": "reach the red goal", "push-v3": "push the puck to the 
              "button-press-topdown-v3": "press the button from the top",
              "peg-insert-side-v3": "insert the peg into the hole from the side",
              "window-open-v3": "slide the window open", "window-close-v3": "slide the window closed"}
-# The LeRobot dataset layout of these observations: observation.state = [hand xyz, gripper],
-# action = [ee delta xyz, gripper], named in meta/modality.json.
-MODALITY = {"state": {"hand": {"start": 0, "end": 3}, "gripper": {"start": 3, "end": 4}},
+# Slices of Meta-World's 39-d observation vector, per state key.
+STATE_SLICES = {"hand": (0, 3), "gripper": (3, 4), "objects": (4, 18), "goal": (36, 39)}
+STATE_LAYOUTS = {"proprio": ("hand", "gripper"), "mt10": ("hand", "gripper", "objects", "goal")}
+
+
+def modality(state_layout: str = "proprio") -> dict:
+    """The LeRobot dataset layout (meta/modality.json) of a recording: observation.state = the
+    layout's keys concatenated in order, action = [ee delta xyz, gripper]."""
+    if state_layout not in STATE_LAYOUTS:
+        raise ValueError(f"state layout {state_layout!r}: known {sorted(STATE_LAYOUTS)}")
+    state, at = {}, 0
+    for key in STATE_LAYOUTS[state_layout]:
+        lo, hi = STATE_SLICES[key]
+        state[key] = {"start": at, "end": at + hi - lo}
+        at += hi - lo
+    return {"state": state,
             "action": {"ee_delta": {"start": 0, "end": 3}, "gripper": {"start": 3, "end": 4}},
             "video": {CAMERA: {"original_key": f"observation.images.{CAMERA}"}},
             "annotation": {"human.task_description": {"original_key": "task_index"}}}
+
+
+def state_vector(obs: dict, state_layout: str) -> np.ndarray:
+    """observation.state [..., D] of a layout, from `MetaWorldTask` observations [..., 1, d]."""
+    return np.concatenate([np.asarray(obs[f"state.{k}"])[..., 0, :]
+                           for k in STATE_LAYOUTS[state_layout]], -1).astype(np.float32)
+
+
+MODALITY = modality("proprio")
 ACTION_KEYS = ("action.ee_delta", "action.gripper")
 VARIATIONS_PER_SEED = 50
 
@@ -93,8 +122,8 @@ class MetaWorldTask:
         else:  # corner cameras render rotated by 180 degrees
             frame = self.env.render()[::-1, ::-1]
         return {f"video.{CAMERA}": np.ascontiguousarray(frame)[None],
-                "state.hand": self.obs[None, 0:3].astype(np.float32),
-                "state.gripper": self.obs[None, 3:4].astype(np.float32),
+                **{f"state.{k}": self.obs[None, lo:hi].astype(np.float32)
+                   for k, (lo, hi) in STATE_SLICES.items()},
                 "annotation.human.task_description": self.text}
 
     def step(self, action: np.ndarray) -> tuple[dict, bool]:
@@ -113,8 +142,10 @@ class MetaWorldTask:
 
 
 def expert_episode(name: str, variation: int, *, seed: int = 0, image_size: int = 64,
-                   max_steps: int = 150, steps_after_success: int = 0) -> dict:
-    """The scripted expert on one variation: `frames` {camera: uint8 [T, H, W, 3]}, `state` [T, 4],
+                   max_steps: int = 150, steps_after_success: int = 0,
+                   state_layout: str = "proprio") -> dict:
+    """The scripted expert on one variation: `frames` {camera: uint8 [T, H, W, 3]}, `state` [T, D]
+    (the keys of `STATE_LAYOUTS[state_layout]`),
     `actions` [T, 4] (what was executed after each frame), `task` (the sentence), `success`;
     the episode stops `steps_after_success` steps after the first success or at `max_steps`."""
     env = MetaWorldTask(name, variation, seed=seed, image_size=image_size)
@@ -125,7 +156,7 @@ def expert_episode(name: str, variation: int, *, seed: int = 0, image_size: int 
         for _ in range(max_steps):
             a = env.expert_action()
             frames.append(obs[f"video.{CAMERA}"][0])
-            state.append(np.concatenate([obs["state.hand"][0], obs["state.gripper"][0]]))
+            state.append(state_vector(obs, state_layout))
             actions.append(a)
             obs, ok = env.step(a)
             success = success or ok
