@@ -2,11 +2,12 @@
 observation-blind baselines and lerobot's own ACT trained for the same wall-clock budget.
 
     MUJOCO_GL=egl .venv/bin/python experiments/closed_loop/run.py --tasks mt10 --episodes 50 \
-        --budget-min 30 --steps 1500 --seeds 0 1 --peer ~/.cache/groot-jax/lerobot061-peer \
-        --out runs/mt10
+        --state mt10 --budget-min 30 --steps 1500 --seeds 0 1 \
+        --peer ~/.cache/groot-jax/lerobot061-peer --out runs/mt10
+    .venv/bin/python experiments/closed_loop/run.py --table-from R   # the table of a finished R
 
-1. `groot-jax record metaworld --tasks ... --episodes N --seed 0,2 --out OUT/dataset
-   --tokenizer-out OUT/tokenizer`: N successful expert demonstrations per task from the
+1. `groot-jax record metaworld --tasks ... --episodes N --seed 0,2 --state LAYOUT
+   --out OUT/dataset --tokenizer-out OUT/tokenizer`: N successful expert demonstrations per task from the
    variations of seeds 0 then 2 (skipped when OUT/dataset exists);
 2. per training seed S: `groot-jax train --config CONFIG ... seed=S steps=STEPS` on one core
    (`taskset -c 0`), stopped by SIGTERM at the budget if still running (the loop saves the step
@@ -16,7 +17,7 @@ observation-blind baselines and lerobot's own ACT trained for the same wall-cloc
 4. with `--peer VENV`: experiments/closed_loop/peer_lerobot.py trains lerobot's ACT on the same
    dataset for the same budget on one core, then runs the same episodes.
 Prints a markdown table of success per task (95% Wilson intervals), writes OUT/summary.json.
-The 2026-12-03 run did these steps two at a time, one per core (go.sh in the README).
+The 2026-12-03 runs did these steps two at a time, one per core (mt10_two_cores.sh).
 Results: experiments/closed_loop/README.md.
 """
 from __future__ import annotations
@@ -70,11 +71,28 @@ def table(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def collect(out: Path) -> dict[str, dict[str, dict]]:
+    """Per policy and task results of every OUT/eval_*/closed_loop.json; the groot-jax rows are
+    named by their training seed (eval_seedS), baselines are taken once."""
+    combined: dict[str, dict[str, dict]] = {}
+    reports = sorted(out.glob("eval_*/closed_loop.json"))
+    if not reports:
+        raise SystemExit(f"{out}: no eval_*/closed_loop.json")
+    for path in reports:
+        tag = path.parent.name.removeprefix("eval_")
+        for name, per_task in json.loads(path.read_text())["results"].items():
+            key = f"groot-jax {tag.replace('seed', 'seed ')}" if name == "groot-jax" else name
+            combined.setdefault(key, per_task)
+    return combined
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--tasks", default="mt10")
     p.add_argument("--episodes", type=int, default=50, help="demonstrations per task")
     p.add_argument("--image", type=int, default=64)
+    p.add_argument("--state", default="mt10", choices=["mt10", "proprio"],
+                   help="recorded observation.state (groot-jax record metaworld --state)")
     p.add_argument("--config", default="finetune_small")
     p.add_argument("--budget-min", type=float, default=30.0, help="wall-clock training budget")
     p.add_argument("--steps", type=int, default=1500, help="groot-jax steps (its cosine length)")
@@ -87,12 +105,18 @@ def main() -> None:
                    help="lerobot 0.6.1 environment (experiments/closed_loop/install_peer.sh)")
     p.add_argument("--out", type=Path, default=Path("runs/closed_loop"))
     p.add_argument("--set", nargs="*", default=[], help="more KEY=VALUE for groot-jax train")
+    p.add_argument("--table-from", type=Path, default=None,
+                   help="only print the table of a finished OUT (eval_seed*/, eval_act/)")
     args = p.parse_args()
+    if args.table_from:
+        print(table(collect(args.table_from)))
+        return
     out, budget = args.out, 60 * args.budget_min
     data, tok = out / "dataset", out / "tokenizer"
     if not data.exists():
         run(["record", "metaworld", "--tasks", args.tasks, "--episodes", args.episodes,
-             "--seed", "0,2", "--image", args.image, "--max-steps", args.max_steps,
+             "--seed", "0,2", "--state", args.state, "--image", args.image,
+             "--max-steps", args.max_steps,
              "--out", data, "--tokenizer-out", tok], core=None)
     episodes = ["--tasks", args.tasks, "--episodes", args.eval_episodes, "--seed", 1,
                 "--image", args.image, "--max-steps", args.max_steps, "--replan", args.replan]
