@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The MT10 schedule of 2026-12-03 (experiments/closed_loop/README.md), unattended on a 2-core
-# machine, one job per core: GR00T seed 0 | ACT; GR00T seed 1 | eval seed 0 + baselines;
-# eval seed 1 | eval ACT. Every training run has the same budget B on one core.
+# machine, one job per core: GR00T seed 0 | ACT; then core 0: GR00T seed 1, eval seed 1 and
+# core 1: eval seed 0 + baselines, eval ACT. Every training run has the same budget B on one core.
 R=$(realpath "${1:?usage: mt10_two_cores.sh OUT_DIR (holding dataset/ and tokenizer/ from groot-jax record)}")
 cd "$(dirname "$0")/../.."
 PEER=${PEER:-~/.cache/groot-jax/lerobot061-peer}/bin/python
@@ -25,12 +25,10 @@ timeout -s TERM $((B+2))m taskset -c 1 $PEER experiments/closed_loop/peer_lerobo
   --out $R/act_seed0 --budget-min $B --seed 0 > $R/train_act.log 2>&1 &
 wait
 date > $R/phase2.start
-gtrain 1 0 &
-geval 0 1 --baselines --videos 2 &
-wait
-date > $R/phase3.start
-geval 1 0 &
-taskset -c 1 $PEER experiments/closed_loop/peer_lerobot.py eval --model $R/act_seed0 --tasks mt10 \
-  --episodes 50 --seed 1 --replan 8 --max-steps 150 --image 64 --out $R/eval_act > $R/eval_act.log 2>&1 &
+# After phase 1 each core runs its own chain: an eval is not timed, so it need not wait.
+( gtrain 1 0; geval 1 0 ) &
+( geval 0 1 --baselines --videos 2
+  taskset -c 1 $PEER experiments/closed_loop/peer_lerobot.py eval --model $R/act_seed0 --tasks mt10 \
+    --episodes 50 --seed 1 --replan 8 --max-steps 150 --image 64 --out $R/eval_act > $R/eval_act.log 2>&1 ) &
 wait
 date > $R/DONE
