@@ -102,9 +102,9 @@ def _closed_loop(args) -> int:
 
     from groot_jax.data.video import write_video
     from groot_jax.eval.closed_loop import (
-        check_policy_keys,
         observation_blind_policies,
         rollout,
+        simulator_policy,
         write_report,
     )
     from groot_jax.sim.metaworld import CAMERA, VARIATIONS_PER_SEED, parse_tasks
@@ -121,8 +121,7 @@ def _closed_loop(args) -> int:
         policy = Policy(args.model, data_config_override(args.data_config),
                         embodiment=args.embodiment_tag, step=args.step, num_steps=args.steps,
                         seed=args.seed)
-        check_policy_keys(policy)
-        policies["groot-jax"] = policy.get_action
+        policies["groot-jax"] = simulator_policy(policy)
         stats = {k: {s: np.asarray(v) for s, v in d.items()}
                  for k, d in policy.statistics["action"].items()}
     if args.baselines:

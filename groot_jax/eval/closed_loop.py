@@ -140,16 +140,24 @@ def observation_blind_policies(action_stats: dict, horizon: int = 16,
             "random action": random_policy(lo, hi, seed, horizon)}
 
 
-def check_policy_keys(policy) -> None:
-    """The policy reads the simulator's observation keys and writes its action keys."""
+def simulator_policy(policy) -> Callable[[dict], dict]:
+    """`policy.get_action` fed from the simulator: checks that the policy reads keys the
+    simulator gives and writes its action keys, and passes it only the keys its data config
+    names (the simulator gives every state key of STATE_SLICES; a policy trained on a
+    `--state proprio` recording reads two of them and refuses the others)."""
     dc = policy.data_config
     have = {f"video.{CAMERA}", *(f"state.{k}" for k in STATE_SLICES),
             "annotation.human.task_description"}
-    missing = [k for k in (*dc.video_keys, *dc.state_keys, *dc.language_keys) if k not in have]
+    reads = (*dc.video_keys, *dc.state_keys, *dc.language_keys)
+    missing = [k for k in reads if k not in have]
     if missing or tuple(dc.action_keys) != ACTION_KEYS:
         raise ValueError(f"the model's data config ({dc.name}) reads {missing or 'the same keys'} "
                          f"and writes {tuple(dc.action_keys)}; Meta-World gives {sorted(have)} and "
                          f"needs {ACTION_KEYS} (train on `groot-jax record metaworld` data)")
+
+    def get_action(obs: dict) -> dict:
+        return policy.get_action({k: obs[k] for k in reads})
+    return get_action
 
 
 def bar_chart(results: dict[str, dict[str, dict]], path: Path) -> None:

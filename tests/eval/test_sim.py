@@ -5,7 +5,7 @@ import pytest
 
 from groot_jax.convert import checkpoint as ck
 from groot_jax.data.modality import DataConfig
-from groot_jax.eval.closed_loop import rollout, wilson_interval
+from groot_jax.eval.closed_loop import rollout, simulator_policy, wilson_interval
 from groot_jax.eval.policy import Policy, save_tokenizer_beside
 from groot_jax.models import groot
 from groot_jax.sim.metaworld import MetaWorldTask
@@ -68,12 +68,12 @@ def test_short_closed_loop_with_a_groot_policy(tmp_path):
     _, params = groot.init(cfg, seed=1)
     model = ck.save_model(tmp_path / "model", cfg, params, METADATA)
     save_tokenizer_beside(model, tok_dir)
-    policy = Policy(model, SIM_DATA)
+    policy = simulator_policy(Policy(model, SIM_DATA))
     calls = []
 
     def get_action(obs):
         calls.append(len(obs["state.hand"]))
-        out = policy.get_action(obs)
+        out = policy(obs)
         assert np.all(np.abs(out["action.ee_delta"]) < 1e3)
         return out
 
