@@ -71,13 +71,10 @@ def table(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def collect(out: Path) -> dict[str, dict[str, dict]]:
-    """Per policy and task results of every OUT/eval_*/closed_loop.json; the groot-jax rows are
-    named by their training seed (eval_seedS), baselines are taken once."""
+def collect(reports: list[Path]) -> dict[str, dict[str, dict]]:
+    """Per policy and task results of eval_*/closed_loop.json reports; the groot-jax rows are
+    named by their training seed (eval_seedS), each baseline is taken once."""
     combined: dict[str, dict[str, dict]] = {}
-    reports = sorted(out.glob("eval_*/closed_loop.json"))
-    if not reports:
-        raise SystemExit(f"{out}: no eval_*/closed_loop.json")
     for path in reports:
         tag = path.parent.name.removeprefix("eval_")
         for name, per_task in json.loads(path.read_text())["results"].items():
@@ -109,7 +106,10 @@ def main() -> None:
                    help="only print the table of a finished OUT (eval_seed*/, eval_act/)")
     args = p.parse_args()
     if args.table_from:
-        print(table(collect(args.table_from)))
+        reports = sorted(args.table_from.glob("eval_*/closed_loop.json"))
+        if not reports:
+            raise SystemExit(f"{args.table_from}: no eval_*/closed_loop.json")
+        print(table(collect(reports)))
         return
     out, budget = args.out, 60 * args.budget_min
     data, tok = out / "dataset", out / "tokenizer"
@@ -121,7 +121,7 @@ def main() -> None:
     episodes = ["--tasks", args.tasks, "--episodes", args.eval_episodes, "--seed", 1,
                 "--image", args.image, "--max-steps", args.max_steps, "--replan", args.replan]
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
-    combined: dict[str, dict[str, dict]] = {}
+    reports: list[Path] = []
     for i, seed in enumerate(args.seeds):
         run_dir, ev = out / f"seed{seed}", out / f"eval_seed{seed}"
         train_s = run(["train", "--config", args.config, "--dataset", data, "--tokenizer", tok,
@@ -130,11 +130,10 @@ def main() -> None:
                        *args.set], budget_s=budget)
         run(["eval", "closed-loop", "--model", run_dir, "--env", "metaworld", *episodes,
              "--out", ev, *(["--baselines", "--videos", 2] if i == 0 else [])])
-        report = json.loads((ev / "closed_loop.json").read_text())
+        reports.append(ev / "closed_loop.json")
+        report = json.loads(reports[-1].read_text())
         summary["runs"][f"groot-jax seed {seed}"] = {"train_seconds": train_s,
                                                      "mean_success": report["mean_success"]}
-        for name, per_task in report["results"].items():
-            combined[name if name != "groot-jax" else f"groot-jax seed {seed}"] = per_task
     if args.peer:
         peer = [str(args.peer / "bin" / "python"), str(ROOT / "experiments" / "closed_loop" /
                                                        "peer_lerobot.py")]
@@ -142,10 +141,11 @@ def main() -> None:
         train_s = run(["train", "--dataset", data, "--out", act, "--budget-min",
                        args.budget_min, "--seed", 0], python=peer, budget_s=budget + 300)
         run(["eval", "--model", act, *episodes, "--out", ev], python=peer)
-        report = json.loads((ev / "closed_loop.json").read_text())
+        reports.append(ev / "closed_loop.json")
+        report = json.loads(reports[-1].read_text())
         summary["runs"]["lerobot ACT"] = {"train_seconds": train_s,
                                           "mean_success": report["mean_success"]}
-        combined.update(report["results"])
+    combined = collect(reports)
     summary["results"] = combined
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print("\n" + table(combined))

@@ -63,7 +63,6 @@ def state_vector(obs: dict, state_layout: str) -> np.ndarray:
                            for k in STATE_LAYOUTS[state_layout]], -1).astype(np.float32)
 
 
-MODALITY = modality("proprio")
 ACTION_KEYS = ("action.ee_delta", "action.gripper")
 VARIATIONS_PER_SEED = 50
 
