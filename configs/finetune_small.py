@@ -11,7 +11,8 @@ Model:    `GR00TConfig.small` (SigLIP 4x128 on 8x8 patches, Qwen3 4x128, VL self
           DiT 4 blocks of 128), vocabulary and <IMG_CONTEXT> from the tokenizer
           (model_from_tokenizer), fan-in init of the per-embodiment MLPs, everything trained, fp32.
 Data:     the dataset's keys (meta/modality.json), min_max normalised, batch 32.
-Results:  experiments/closed_loop/README.md (1500 steps ~ 30 min on one core; 12-16% MT10).
+Results:  experiments/closed_loop/README.md (30 min on one core, ~1030-1340 steps: MT10 27-28%
+          with the 21-d state, 12-16% with proprio state).
 """
 from groot_jax.train.config import CheckpointConfig, MeshConfig, OptimConfig, TrainConfig
 from groot_jax.train.data_spec import DataSpec
